@@ -1,0 +1,90 @@
+"""Configs as dataclasses: defaults < config file (JSON or TOML) < command-line flags.
+
+Flags are made from the fields (``order`` -> ``--order``, ``n_layers`` -> ``--n-layers``); an
+unknown key in a config file is an error that lists the valid ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import tomllib
+import typing
+from pathlib import Path
+from typing import Any
+
+from lmforge.errors import ConfigError
+
+__all__ = ["add_config_flags", "build_config", "read_config_file", "config_to_dict"]
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A config dataclass as plain JSON values (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a JSON or TOML config file into a dict.
+
+    Raises:
+        ConfigError: missing file or a syntax error, naming the file.
+    """
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (FileNotFoundError, IsADirectoryError):
+        raise ConfigError(f"{file}: no such config file") from None
+    try:
+        data = tomllib.loads(text) if file.suffix == ".toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
+        raise ConfigError(
+            f"{file}: not valid {file.suffix.lstrip('.') or 'JSON'} ({err})"
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}: a config file must hold one object of settings")
+    return data
+
+
+def build_config(cls: type, file_values: dict[str, Any], flag_values: dict[str, Any]) -> Any:
+    """Instantiate ``cls`` from defaults, then the file's values, then the flags that were set.
+
+    Raises:
+        ConfigError: an unknown key (listing the valid ones) or a value ``cls`` rejects.
+    """
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(file_values) - set(names))
+    if unknown:
+        raise ConfigError(
+            f"unknown config key(s) {', '.join(unknown)} for {cls.__name__}; "
+            f"valid keys: {', '.join(names)}"
+        )
+    values = dict(file_values)
+    values.update({k: v for k, v in flag_values.items() if k in names and v is not None})
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    try:
+        return cls(**values)
+    except TypeError as err:
+        raise ConfigError(f"bad value for {cls.__name__}: {err}") from None
+
+
+def add_config_flags(
+    parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()
+) -> None:
+    """Add one ``--field-name`` flag per field of ``cls`` (default None: keep file or default)."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kind = hints[f.name]
+        default = f.default if f.default is not dataclasses.MISSING else None
+        help_text = f"(default: {default!r})"
+        if typing.get_origin(kind) is tuple:
+            parser.add_argument(flag, dest=f.name, nargs="*", type=float, help=help_text)
+        elif kind is bool:
+            parser.add_argument(
+                flag, dest=f.name, action=argparse.BooleanOptionalAction, help=help_text
+            )
+        else:
+            parser.add_argument(flag, dest=f.name, type=kind, help=help_text)

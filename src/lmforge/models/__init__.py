@@ -1,0 +1,26 @@
+"""The registry of model families: the CLI and everything else find families only through it."""
+
+from __future__ import annotations
+
+from lmforge.errors import UnknownModelError
+from lmforge.models import ngram
+from lmforge.models.family import Family
+
+__all__ = ["FAMILIES", "Family", "get_family"]
+
+FAMILIES: dict[str, Family] = {
+    "ngram": ngram.FAMILY,
+}
+
+
+def get_family(name: str) -> Family:
+    """The registered family called ``name``.
+
+    Raises:
+        UnknownModelError: no such family; the message lists the known names.
+    """
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        known = ", ".join(sorted(FAMILIES))
+        raise UnknownModelError(f"unknown model family {name!r}; known families: {known}") from None

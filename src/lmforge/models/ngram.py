@@ -1,0 +1,628 @@
+"""Statistical n-gram language model: interpolated modified Kneser-Ney, exactly as KenLM's lmplz.
+
+Papers: Kneser & Ney (1995); Chen & Goodman, "An Empirical Study of Smoothing Techniques for
+Language Modeling" (1998), modified Kneser-Ney with three discounts per order (their eq. 26);
+Heafield et al., "Scalable Modified Kneser-Ney Language Model Estimation" (2013), the estimation
+that ``lmplz`` performs, which this file reproduces stage by stage:
+
+1. count: every line is a sentence ``<s> w1 ... wn </s>``; count the n-grams of every order.
+2. adjust: the highest order keeps raw counts; a lower-order n-gram gets its continuation count,
+   the number of distinct words seen to its left, except n-grams that begin with ``<s>`` (nothing
+   can stand left of them), which keep their raw count. ``<s>`` and ``<unk>`` as unigrams get 0.
+3. discount: D1, D2, D3+ per order from the counts-of-counts of adjusted counts (eq. 26).
+4. interpolate: p(w | ctx) = (a(ctx w) - D(a)) / sum_x a(ctx x) + gamma(ctx) p(w | ctx'),
+   down to the uniform distribution over the vocabulary (``<unk>`` included, ``<s>`` excluded),
+   so that ``<unk>`` gets the interpolated unigram mass (lmplz's ``--interpolate_unigrams``).
+
+Simplified compared with lmplz: no pruning, no vocabulary limiting, everything in memory (numpy
+arrays proportional to the number of distinct n-grams; no disk-backed sort).
+
+Storage: n-grams of order n are numbered by their position in a sorted int64 key array, where
+``key = id(prefix (n-1)-gram) * vocab_size + id(last word)`` — the whole model is a few arrays per
+order, and lookups are vectorised with ``np.searchsorted``. Probabilities are natural logs inside;
+log10 appears only in ARPA files and KenLM-style reports.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from itertools import repeat
+from pathlib import Path
+
+import numpy as np
+
+from lmforge.checkpoint import atomic_write_text
+from lmforge.errors import CheckpointError, ConfigError, DataError
+from lmforge.evaluate import perplexity
+from lmforge.models.family import Family
+from lmforge.progress import Stages
+
+UNK, BOS, EOS = "<unk>", "<s>", "</s>"
+UNK_ID, BOS_ID, EOS_ID = 0, 1, 2
+LN10 = math.log(10.0)
+KENLM_FALLBACK = (0.5, 1.0, 1.5)
+
+
+@dataclass(frozen=True)
+class NgramConfig:
+    """Settings of an n-gram model.
+
+    Args:
+        order: the n of the n-gram, >= 1.
+        discount_fallback: () to fail when Kneser-Ney discounts cannot be estimated (as lmplz),
+            or (D1, D2, D3+) to use instead for such an order (lmplz's ``--discount_fallback``,
+            whose values are 0.5, 1.0, 1.5).
+    """
+
+    order: int = 5
+    discount_fallback: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.order, int) or self.order < 1:
+            raise ConfigError(f"order must be an integer >= 1, got {self.order!r}")
+        fallback = tuple(float(d) for d in self.discount_fallback)
+        object.__setattr__(self, "discount_fallback", fallback)
+        if fallback and (
+            len(fallback) != 3 or not all(0 <= d <= i + 1 for i, d in enumerate(fallback))
+        ):
+            raise ConfigError(
+                f"discount_fallback must be () or three discounts D1 <= 1, D2 <= 2, D3+ <= 3 "
+                f"such as {KENLM_FALLBACK}, got {self.discount_fallback!r}"
+            )
+
+
+@dataclass(frozen=True)
+class NgramEvaluation:
+    """What KenLM's ``query -v summary`` reports, plus the total log10 probability."""
+
+    perplexity: float
+    perplexity_excluding_oov: float
+    oov: int
+    tokens: int
+    log10_prob: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------------------------------------
+# The math: small pure functions.
+
+
+def kn_discounts(n1: int, n2: int, n3: int, n4: int) -> tuple[float, float, float]:
+    """Modified Kneser-Ney discounts D1, D2, D3+ (Chen & Goodman 1998, eq. 26).
+
+    Y = n1 / (n1 + 2 n2) and D_k = k - (k + 1) Y n_{k+1} / n_k, where n_k is the number of n-grams
+    whose adjusted count is exactly k.
+
+    Raises:
+        ValueError: some n_k (k = 1..3) is zero, or a discount falls outside [0, k].
+    """
+    n = (n1, n2, n3, n4)
+    for k in (1, 2, 3):
+        if n[k - 1] == 0:
+            raise ValueError(f"no n-grams have adjusted count {k}, so D{k} cannot be estimated")
+    y = n1 / (n1 + 2.0 * n2)
+    discounts = tuple(k - (k + 1) * y * n[k] / n[k - 1] for k in (1, 2, 3))
+    for k, d in enumerate(discounts, start=1):
+        if not 0.0 <= d <= k:
+            raise ValueError(f"discount D{k} = {d:.4f} is outside [0, {k}]")
+    return discounts
+
+
+def counts_of_counts(adjusted: np.ndarray) -> tuple[int, int, int, int]:
+    """n_1..n_4: how many n-grams have adjusted count exactly 1, 2, 3, 4."""
+    hist = np.bincount(np.minimum(adjusted, 5), minlength=6)
+    return tuple(int(h) for h in hist[1:5])
+
+
+def interpolate_order(
+    adjusted: np.ndarray,
+    context: np.ndarray,
+    n_contexts: int,
+    lower_prob: np.ndarray,
+    discounts: tuple[float, float, float],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Interpolated modified Kneser-Ney probabilities of one order (Chen & Goodman, eq. 17-19).
+
+    p(w | c) = (a(c w) - D(a(c w))) / sum_x a(c x) + gamma(c) * lower_prob,
+    gamma(c) = (D1 N1(c .) + D2 N2(c .) + D3 N3+(c .)) / sum_x a(c x).
+
+    Args:
+        adjusted: (G,) adjusted counts of the n-grams of this order.
+        context: (G,) index of each n-gram's context (its first n-1 words), in [0, n_contexts).
+        n_contexts: number of possible contexts.
+        lower_prob: (G,) probability of each n-gram's word given the shorter context.
+        discounts: (D1, D2, D3+) of this order.
+
+    Returns:
+        (G,) probabilities and (n_contexts,) gamma per context (1.0 where c is never a context).
+    """
+    d = np.array((0.0, *discounts))
+    denominator = np.bincount(context, weights=adjusted, minlength=n_contexts)
+    capped = np.minimum(adjusted, 3)
+    mass = np.bincount(context, weights=d[capped], minlength=n_contexts)  # sum_k D_k N_k(c .)
+    is_context = denominator > 0
+    gamma = np.ones(n_contexts)
+    gamma[is_context] = mass[is_context] / denominator[is_context]
+    prob = (adjusted - d[capped]) / denominator[context] + gamma[context] * lower_prob
+    return prob, gamma
+
+
+# ---------------------------------------------------------------------------------------------
+# Counting: sentences -> token ids -> n-gram types of every order, vectorised.
+
+
+@dataclass
+class _Stream:
+    """Token ids of sentences laid end to end, each ``<s> ... </s>``."""
+
+    ids: np.ndarray  # (L,) int64
+    pos: np.ndarray  # (L,) position of each token in its sentence (0 for <s>)
+    left: np.ndarray  # (L,) tokens from here to the end of the sentence, this one included
+
+
+def _stream(sentences: Iterable[Sequence[str]], word_ids: dict[str, int], grow: bool) -> _Stream:
+    """Map sentences to ids with markers; with ``grow`` new words join ``word_ids``."""
+    flat: list[str] = []
+    lengths: list[int] = []
+    for sentence in sentences:
+        flat.extend(sentence)
+        lengths.append(len(sentence))
+    if grow:
+        words = np.fromiter(
+            (word_ids.setdefault(w, len(word_ids)) for w in flat), np.int64, len(flat)
+        )
+    else:
+        words = np.fromiter(map(word_ids.get, flat, repeat(UNK_ID)), np.int64, len(flat))
+    if np.any((words == BOS_ID) | (words == EOS_ID)):
+        raise DataError("the text contains <s> or </s> as a word; remove them, lmforge adds them")
+    sizes = np.asarray(lengths, dtype=np.int64) + 2
+    ends = np.cumsum(sizes)
+    starts = ends - sizes
+    ids = np.empty(int(ends[-1]) if len(ends) else 0, dtype=np.int64)
+    is_word = np.ones(len(ids), dtype=bool)
+    is_word[starts] = False
+    is_word[ends - 1] = False
+    ids[starts] = BOS_ID
+    ids[ends - 1] = EOS_ID
+    ids[is_word] = words
+    pos = np.arange(len(ids)) - np.repeat(starts, sizes)
+    left = np.repeat(sizes, sizes) - pos
+    return _Stream(ids, pos, left)
+
+
+@dataclass
+class _Counts:
+    """N-gram types of one order: sorted keys, and per type its counts and relatives."""
+
+    keys: np.ndarray  # (G,) sorted; key = prefix_type * V + word (order 1: the word id)
+    raw: np.ndarray  # (G,) raw counts
+    at_start: np.ndarray  # (G,) bool: the n-gram begins with <s>
+    suffix: np.ndarray  # (G,) type of the last n-1 words (order 1: 0)
+    occurrence: np.ndarray  # (L,) type of the n-gram starting at each position, -1 if none
+
+
+def count_ngrams(stream: _Stream, order: int, vocab_size: int) -> list[_Counts]:
+    """Count the n-grams of orders 1..order; memory is proportional to the distinct n-grams."""
+    ids = stream.ids
+    unigrams = _Counts(
+        keys=np.arange(vocab_size, dtype=np.int64),
+        raw=np.bincount(ids, minlength=vocab_size),
+        at_start=np.arange(vocab_size) == BOS_ID,
+        suffix=np.zeros(vocab_size, dtype=np.int64),
+        occurrence=ids,
+    )
+    levels = [unigrams]
+    for n in range(2, order + 1):
+        prev = levels[-1]
+        starts = np.flatnonzero(stream.left >= n)  # positions where an n-gram fits
+        if len(prev.keys) * vocab_size >= 2**62:
+            raise DataError(f"too many distinct {n - 1}-grams to index; use a lower order")
+        keys = prev.occurrence[starts] * vocab_size + ids[starts + n - 1]
+        uniq, inverse, raw = np.unique(keys, return_inverse=True, return_counts=True)
+        occurrence = np.full(len(ids), -1, dtype=np.int64)
+        occurrence[starts] = inverse
+        suffix = np.empty(len(uniq), dtype=np.int64)
+        suffix[inverse] = prev.occurrence[starts + 1]
+        at_start = np.zeros(len(uniq), dtype=bool)
+        at_start[inverse[stream.pos[starts] == 0]] = True
+        levels.append(_Counts(uniq, raw, at_start, suffix, occurrence))
+    return levels
+
+
+def count_ngrams_reference(sentences: Iterable[Sequence[str]], order: int) -> list[dict]:
+    """Plain-Python n-gram counts (the readable reference for ``count_ngrams``).
+
+    Returns:
+        One dict per order mapping a tuple of words to its raw count.
+    """
+    counts: list[dict] = [{} for _ in range(order)]
+    for sentence in sentences:
+        words = [BOS, *sentence, EOS]
+        for n in range(1, order + 1):
+            for i in range(len(words) - n + 1):
+                gram = tuple(words[i : i + n])
+                counts[n - 1][gram] = counts[n - 1].get(gram, 0) + 1
+    return counts
+
+
+def adjust_counts(levels: list[_Counts]) -> list[np.ndarray]:
+    """Kneser-Ney adjusted counts per order (see the module docstring, stage 2)."""
+    adjusted = []
+    for n, level in enumerate(levels, start=1):
+        if n == len(levels):
+            a = level.raw.copy()
+        else:
+            continuation = np.bincount(levels[n].suffix, minlength=len(level.keys))
+            a = np.where(level.at_start, level.raw, continuation)
+        if n == 1:
+            a[[UNK_ID, BOS_ID]] = 0
+        adjusted.append(a)
+    return adjusted
+
+
+# ---------------------------------------------------------------------------------------------
+# The model.
+
+
+class NgramLM:
+    """An n-gram language model with backoff tables (as in an ARPA file).
+
+    Build one with ``NgramLM.fit`` (modified Kneser-Ney) or ``NgramLM.load_arpa``.
+    """
+
+    def __init__(
+        self,
+        config: NgramConfig,
+        vocab: list[str],
+        keys: list[np.ndarray],
+        log_prob: list[np.ndarray],
+        log_backoff: list[np.ndarray],
+        discounts: list[tuple[float, float, float]] | None = None,
+    ) -> None:
+        self.config = config
+        self.vocab = vocab
+        self.word_ids = {w: i for i, w in enumerate(vocab)}
+        self.keys = keys  # per order, sorted int64
+        self.log_prob = log_prob  # per order, natural log
+        self.log_backoff = log_backoff  # per order below the highest, natural log
+        self.discounts = discounts or []
+
+    @property
+    def order(self) -> int:
+        return self.config.order
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    @property
+    def ngram_counts(self) -> list[int]:
+        return [len(k) for k in self.keys]
+
+    # -- estimation ---------------------------------------------------------------------------
+
+    @classmethod
+    def fit(
+        cls, sentences: Iterable[Sequence[str]], config: NgramConfig, progress: bool = False
+    ) -> NgramLM:
+        """Estimate interpolated modified Kneser-Ney from tokenised sentences, as lmplz does.
+
+        Args:
+            sentences: each a sequence of token strings, without ``<s>``/``</s>``.
+            config: order and discount fallback.
+            progress: print numbered stages to stderr.
+
+        Raises:
+            DataError: no text, or discounts that cannot be estimated without a fallback.
+        """
+        stages = Stages(4, enabled=progress)
+        stages.next("reading tokens")
+        word_ids = {UNK: UNK_ID, BOS: BOS_ID, EOS: EOS_ID}
+        stream = _stream(sentences, word_ids, grow=True)
+        if len(stream.ids) == 0:
+            raise DataError("no sentences to train the n-gram model on; give some text")
+        vocab = list(word_ids)
+        stages.next(f"counting n-grams up to order {config.order} ({len(stream.ids):,} tokens)")
+        levels = count_ngrams(stream, config.order, len(vocab))
+        stages.next("adjusting counts and estimating discounts")
+        adjusted = adjust_counts(levels)
+        discounts = [_discounts_of(n, a, config) for n, a in enumerate(adjusted, start=1)]
+        stages.next("interpolating probabilities")
+        log_prob, log_backoff = _interpolate(levels, adjusted, discounts, len(vocab))
+        stages.done()
+        keys = [level.keys for level in levels]
+        return cls(config, vocab, keys, log_prob, log_backoff, discounts)
+
+    # -- querying -----------------------------------------------------------------------------
+
+    def token_log_probs(self, sentences: Iterable[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
+        """Natural-log probability of every token after ``<s>``, with backoff, as KenLM's query.
+
+        Returns:
+            (L,) log probabilities of the tokens in order (each sentence's words, then ``</s>``),
+            and (L,) bool flags of out-of-vocabulary tokens (scored as ``<unk>``).
+        """
+        stream = _stream(sentences, self.word_ids, grow=False)
+        ids, pos = stream.ids, stream.pos
+        V = self.vocab_size
+        ending = [ids.copy()]  # ending[n-1][i]: type of the n-gram ending at i, -1 if absent
+        for n in range(2, self.order + 1):
+            prev = np.full(len(ids), -1, dtype=np.int64)
+            prev[1:] = ending[-1][:-1]
+            found = np.full(len(ids), -1, dtype=np.int64)
+            ok = (pos >= n - 1) & (prev >= 0)
+            found[ok] = _find(self.keys[n - 1], prev[ok] * V + ids[ok])
+            ending.append(found)
+        target = np.flatnonzero(pos > 0)
+        # Longest n-gram that exists for each target, then backoffs of the longer contexts.
+        best = np.ones(len(target), dtype=np.int64)
+        for n in range(2, self.order + 1):
+            best[ending[n - 1][target] >= 0] = n
+        logp = np.zeros(len(target))
+        for n in range(1, self.order + 1):
+            sel = best == n
+            logp[sel] = self.log_prob[n - 1][ending[n - 1][target[sel]]]
+        for m in range(1, self.order):
+            context = ending[m - 1][target - 1]
+            sel = (context >= 0) & (best <= m)
+            logp[sel] += self.log_backoff[m - 1][context[sel]]
+        return logp, ids[target] == UNK_ID
+
+    def evaluate(self, sentences: Iterable[Sequence[str]]) -> NgramEvaluation:
+        """Perplexity with and without OOVs, exactly as KenLM's ``query`` reports them."""
+        logp, oov = self.token_log_probs(sentences)
+        if len(logp) == 0:
+            raise DataError("no sentences to evaluate; give some text")
+        total = float(logp.sum())
+        in_vocab = float(logp[~oov].sum())
+        n_oov = int(oov.sum())
+        return NgramEvaluation(
+            perplexity=perplexity(-total, len(logp)),
+            perplexity_excluding_oov=perplexity(-in_vocab, len(logp) - n_oov),
+            oov=n_oov,
+            tokens=len(logp),
+            log10_prob=total / LN10,
+        )
+
+    def score(self, sentence: Sequence[str]) -> float:
+        """log10 probability of one sentence, ``</s>`` included (KenLM's ``Model.score``)."""
+        logp, _ = self.token_log_probs([sentence])
+        return float(logp.sum()) / LN10
+
+    # -- ARPA ---------------------------------------------------------------------------------
+
+    def save_arpa(self, path: str | os.PathLike) -> None:
+        """Write an ARPA file (log10 values), readable by KenLM, SRILM and IRSTLM."""
+        atomic_write_text(path, "".join(self._arpa_chunks()))
+
+    def _arpa_chunks(self) -> Iterable[str]:
+        yield "\\data\\\n"
+        yield "".join(f"ngram {n}={c}\n" for n, c in enumerate(self.ngram_counts, start=1))
+        V = self.vocab_size
+        texts = self.vocab
+        for n in range(1, self.order + 1):
+            if n > 1:
+                keys = self.keys[n - 1]
+                texts = _join_texts(texts, (keys // V).tolist(), (keys % V).tolist(), self.vocab)
+            prob = (self.log_prob[n - 1] / LN10).tolist()
+            yield f"\n\\{n}-grams:\n"
+            if n < self.order:
+                backoff = (self.log_backoff[n - 1] / LN10).tolist()
+                yield "".join(map("{:.7g}\t{}\t{:.7g}\n".format, prob, texts, backoff))
+            else:
+                yield "".join(map("{:.7g}\t{}\n".format, prob, texts))
+        yield "\n\\end\\\n"
+
+    @classmethod
+    def load_arpa(cls, path: str | os.PathLike) -> NgramLM:
+        """Read an ARPA file (from lmforge, KenLM, SRILM or IRSTLM).
+
+        Raises:
+            CheckpointError: missing or malformed file.
+        """
+        return _read_arpa(Path(path))
+
+
+def _discounts_of(n: int, adjusted: np.ndarray, config: NgramConfig) -> tuple[float, float, float]:
+    try:
+        return kn_discounts(*counts_of_counts(adjusted))
+    except ValueError as err:
+        if config.discount_fallback:
+            return tuple(config.discount_fallback)
+        raise DataError(
+            f"could not estimate Kneser-Ney discounts for {n}-grams: {err}; the text is too small "
+            f"or artificial. Give more text, lower the order, or pass --discount-fallback "
+            f"(uses {' '.join(map(str, KENLM_FALLBACK))} as KenLM does)"
+        ) from None
+
+
+def _interpolate(levels, adjusted, discounts, vocab_size):
+    """Probabilities of every order, lowest first, and the backoffs (gammas) of contexts."""
+    log_prob, log_backoff = [], []
+    uniform = 1.0 / (vocab_size - 1)  # <unk> included, <s> excluded, as lmplz
+    lower = np.full(vocab_size, uniform)
+    gammas = []
+    for n, (level, a) in enumerate(zip(levels, adjusted, strict=True), start=1):
+        if n == 1:
+            context, n_contexts = np.zeros(len(a), dtype=np.int64), 1
+        else:
+            context, n_contexts = level.keys // vocab_size, len(levels[n - 2].keys)
+        prob, gamma = interpolate_order(
+            a, context, n_contexts, lower[level.suffix], discounts[n - 1]
+        )
+        if n == 1:
+            prob[BOS_ID] = 1.0  # <s> is never predicted; lmplz writes log10 p = 0
+        else:
+            gammas.append(gamma)
+        log_prob.append(np.log(prob))
+        lower = prob
+    log_backoff = [np.log(g) for g in gammas]
+    return log_prob, log_backoff
+
+
+def _join_texts(prefix_texts, prefix_index, words, vocab) -> list[str]:
+    return [f"{prefix_texts[p]} {vocab[w]}" for p, w in zip(prefix_index, words, strict=True)]
+
+
+# ---------------------------------------------------------------------------------------------
+# ARPA reading.
+
+
+def _read_arpa(path: Path) -> NgramLM:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (FileNotFoundError, IsADirectoryError):
+        raise CheckpointError(
+            f"{path}: no such ARPA file; give the path of a .arpa model"
+        ) from None
+    except UnicodeDecodeError as err:
+        raise CheckpointError(
+            f"{path} is not UTF-8 at byte {err.start}; is it an ARPA file?"
+        ) from None
+    sections = _arpa_sections(path, text.splitlines())
+    order = len(sections)
+    vocab, probs, backoffs = _arpa_unigrams(path, sections[0], order)
+    word_ids = {w: i for i, w in enumerate(vocab)}
+    keys = [np.arange(len(vocab), dtype=np.int64)]
+    probs, backoffs = [probs], [backoffs]
+    for n in range(2, order + 1):
+        k, p, b = _arpa_order(path, sections[n - 1], n, order, word_ids, keys)
+        keys.append(k)
+        probs.append(p)
+        backoffs.append(b)
+    log_prob = [p * LN10 for p in probs]
+    log_backoff = [b * LN10 for b in backoffs[: order - 1]]
+    return NgramLM(NgramConfig(order=order), vocab, keys, log_prob, log_backoff)
+
+
+def _arpa_sections(path: Path, lines: list[str]) -> list[list[str]]:
+    """The lines of each ``\\n-grams:`` section, checked against the header's counts."""
+    declared: list[int] = []
+    i = 0
+    while i < len(lines) and not lines[i].startswith("\\1-grams:"):
+        if lines[i].startswith("ngram "):
+            declared.append(int(lines[i].partition("=")[2]))
+        i += 1
+    if not declared or i == len(lines):
+        raise CheckpointError(
+            f"{path} is not an ARPA file: no \\data\\ counts or \\1-grams: section"
+        )
+    sections = []
+    for n, count in enumerate(declared, start=1):
+        if i >= len(lines) or lines[i].strip() != f"\\{n}-grams:":
+            raise CheckpointError(f"{path}: expected the \\{n}-grams: section; the file is corrupt")
+        section = lines[i + 1 : i + 1 + count]
+        if len(section) < count or not all(section):
+            raise CheckpointError(
+                f"{path}: the header declares {count} {n}-grams but the section holds fewer; "
+                "the file is truncated or corrupt"
+            )
+        sections.append(section)
+        i += 1 + count
+        while i < len(lines) and not lines[i].strip():
+            i += 1
+    return sections
+
+
+def _parse_section(path: Path, lines: list[str], n: int, order: int, word_ids: dict[str, int]):
+    """Log10 probabilities, (G, n) word ids and log10 backoffs of one ARPA section."""
+    try:
+        probs, texts, backoffs = _fields_fast(lines, n < order) or _fields_general(lines, n)
+        words = " ".join(texts).split(" ")
+        if len(words) != n * len(lines):
+            raise ValueError
+    except (ValueError, IndexError):
+        raise CheckpointError(
+            f"{path}: malformed line in the \\{n}-grams: section; each line must be "
+            f"'log10prob<TAB>{n} words[<TAB>log10backoff]'"
+        ) from None
+    try:
+        ids = np.fromiter(map(word_ids.__getitem__, words), np.int64, len(words))
+    except KeyError as err:
+        raise CheckpointError(
+            f"{path}: the {n}-gram word {err} is not among the unigrams"
+        ) from None
+    return probs, ids.reshape(len(lines), n), backoffs
+
+
+def _fields_fast(lines: list[str], with_backoff: bool):
+    """KenLM's layout (every line 'prob<TAB>words<TAB>backoff'): split all lines at once."""
+    width = 3 if with_backoff else 2
+    fields = "\t".join(lines).split("\t")
+    if len(fields) != width * len(lines):
+        return None
+    try:
+        probs = np.array(fields[0::width], dtype=np.float64)
+        backoffs = np.array(fields[2::width], dtype=np.float64) if with_backoff else None
+    except ValueError:
+        return None
+    if backoffs is None:
+        backoffs = np.zeros(len(lines))
+    return probs, [t.strip() for t in fields[1::width]], backoffs
+
+
+def _fields_general(lines: list[str], n: int):
+    """Any whitespace layout; the backoff may be left out where it is 0 (SRILM)."""
+    split = [line.split() for line in lines]
+    if any(len(f) not in (n + 1, n + 2) for f in split):
+        raise ValueError
+    probs = np.array([float(f[0]) for f in split])
+    backoffs = np.array([float(f[n + 1]) if len(f) == n + 2 else 0.0 for f in split])
+    return probs, [" ".join(f[1 : n + 1]) for f in split], backoffs
+
+
+def _arpa_unigrams(path: Path, lines: list[str], order: int):
+    words = [line.split()[1] if len(line.split()) > 1 else "" for line in lines]
+    for marker in (BOS, EOS):
+        if marker not in words:
+            raise CheckpointError(f"{path}: the ARPA file has no {marker} unigram")
+    word_ids = {w: i for i, w in enumerate(words)}
+    probs, _, backoffs = _parse_section(path, lines, 1, order, word_ids)
+    # lmforge's ids: <unk>, <s>, </s> first, then the file's order.
+    if UNK not in word_ids:  # as KenLM does for such files
+        words.append(UNK)
+        probs = np.append(probs, -100.0)
+        backoffs = np.append(backoffs, 0.0)
+    rest = [i for i, w in enumerate(words) if w not in (UNK, BOS, EOS)]
+    perm = [words.index(UNK), words.index(BOS), words.index(EOS), *rest]
+    return [words[i] for i in perm], probs[perm], backoffs[perm]
+
+
+def _arpa_order(path, lines, n, order, word_ids, keys):
+    V = len(word_ids)
+    probs, ids, backoffs = _parse_section(path, lines, n, order, word_ids)
+    prefix = ids[:, 0]
+    for m in range(2, n):
+        prefix = _find(keys[m - 1], prefix * V + ids[:, m - 1])
+        if (prefix < 0).any():
+            bad = " ".join(lines[int(np.flatnonzero(prefix < 0)[0])].split()[1 : n + 1])
+            raise CheckpointError(
+                f"{path}: the {n}-gram '{bad}' has no {m}-gram prefix in the file; lmforge "
+                "needs every prefix listed (as KenLM and SRILM write them)"
+            )
+    k = prefix * V + ids[:, n - 1]
+    sort = np.argsort(k, kind="stable")
+    return k[sort], probs[sort], backoffs[sort]
+
+
+def _find(table: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Index of each key in the sorted table, -1 where absent."""
+    order = np.argsort(keys, kind="stable")  # sorted queries walk the table in cache order
+    index = np.empty(len(keys), dtype=np.int64)
+    index[order] = np.searchsorted(table, keys[order])
+    index[index == len(table)] = 0
+    return np.where(table[index] == keys, index, -1)
+
+
+FAMILY = Family(
+    name="ngram",
+    config_class=NgramConfig,
+    model_class=NgramLM,
+    fitting="counting",
+    summary="statistical n-gram LM, interpolated modified Kneser-Ney (KenLM lmplz exact)",
+)

@@ -1,0 +1,120 @@
+"""What the ``lmforge ngram`` subcommands do, as plain Python functions.
+
+Text becomes token sequences by one rule: a tokenizer from ``lmforge.tokenize`` (or, with none,
+whitespace-separated words exactly as KenLM's lmplz reads them), then ``<s>`` ... ``</s>``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from lmforge import __version__
+from lmforge.checkpoint import read_json, write_json
+from lmforge.config import config_to_dict
+from lmforge.errors import CheckpointError, DataError
+from lmforge.models.ngram import NgramConfig, NgramEvaluation, NgramLM
+from lmforge.tokenize import Tokenizer, load_tokenizer, train_tokenizer
+
+__all__ = [
+    "split_words",
+    "tokenize_lines",
+    "train_ngram",
+    "save_ngram",
+    "load_ngram",
+    "evaluate_ngram",
+]
+
+ARPA_NAME, CONFIG_NAME, TOKENIZER_NAME = "model.arpa", "config.json", "tokenizer.json"
+
+
+def split_words(lines: Sequence[str]) -> list[list[str]]:
+    """Whitespace-separated words of each line, as KenLM's lmplz and query read text."""
+    return [line.split() for line in lines]
+
+
+def tokenize_lines(lines: Sequence[str], tokenizer: Tokenizer | None) -> list[list[str]]:
+    """Token strings of each line with ``tokenizer``, or whitespace words without one."""
+    return split_words(lines) if tokenizer is None else tokenizer.tokens_batch(lines)
+
+
+def train_ngram(
+    lines: Sequence[str],
+    config: NgramConfig,
+    tokenizer_kind: str | None = None,
+    vocab_size: int = 8000,
+    rare_threshold: int = 3,
+    progress: bool = False,
+) -> tuple[NgramLM, Tokenizer | None]:
+    """Train a tokenizer (unless ``tokenizer_kind`` is None) and an n-gram model on ``lines``."""
+    if not lines:
+        raise DataError("no training text; give a file or corpus with some lines")
+    tokenizer = None
+    if tokenizer_kind is not None:
+        tokenizer = train_tokenizer(
+            tokenizer_kind, lines, vocab_size=vocab_size, rare_threshold=rare_threshold
+        )
+    model = NgramLM.fit(tokenize_lines(lines, tokenizer), config, progress=progress)
+    return model, tokenizer
+
+
+def evaluate_ngram(
+    model: NgramLM, tokenizer: Tokenizer | None, lines: Sequence[str]
+) -> NgramEvaluation:
+    """Perplexity of ``lines`` (with and without OOVs), tokenised as the model was trained."""
+    return model.evaluate(tokenize_lines(lines, tokenizer))
+
+
+def save_ngram(
+    out_dir: str | os.PathLike,
+    model: NgramLM,
+    tokenizer: Tokenizer | None,
+    info: dict | None = None,
+) -> Path:
+    """Write a model folder: ``model.arpa``, ``config.json`` and ``tokenizer.json`` if any."""
+    folder = Path(out_dir)
+    model.save_arpa(folder / ARPA_NAME)
+    if tokenizer is not None:
+        tokenizer.save(folder / TOKENIZER_NAME)
+    else:
+        (folder / TOKENIZER_NAME).unlink(missing_ok=True)
+    write_json(
+        folder / CONFIG_NAME,
+        {
+            "family": "ngram",
+            "version": __version__,
+            "config": config_to_dict(model.config),
+            "tokenizer": tokenizer.kind if tokenizer else None,
+            "vocab_size": model.vocab_size,
+            "ngram_counts": model.ngram_counts,
+            "discounts": [list(d) for d in model.discounts],
+            **(info or {}),
+        },
+    )
+    return folder
+
+
+def load_ngram(path: str | os.PathLike) -> tuple[NgramLM, Tokenizer | None]:
+    """Load an ARPA file, or a model folder written by ``save_ngram``.
+
+    Raises:
+        CheckpointError: missing path, a folder of another family, or a corrupt file.
+    """
+    target = Path(path)
+    if target.is_file():
+        return NgramLM.load_arpa(target), None
+    if not target.is_dir():
+        raise CheckpointError(
+            f"{target}: no such model; give an .arpa file or an n-gram model folder"
+        )
+    meta = read_json(target / CONFIG_NAME, "model config")
+    if meta.get("family") != "ngram":
+        raise CheckpointError(
+            f"{target} holds a {meta.get('family')!r} model, not an n-gram model; "
+            "use the command for that family"
+        )
+    model = NgramLM.load_arpa(target / ARPA_NAME)
+    tokenizer_file = target / TOKENIZER_NAME
+    tokenizer = load_tokenizer(tokenizer_file) if tokenizer_file.exists() else None
+    return model, tokenizer

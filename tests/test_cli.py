@@ -1,0 +1,184 @@
+"""The command line end to end: the n-gram contract, Chinese corpora, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import TINY_TEXT, shared_path
+
+from lmforge.data import load_corpus
+
+
+@pytest.fixture
+def tiny_file(tmp_path):
+    path = tmp_path / "tiny.txt"
+    path.write_text("\n".join(TINY_TEXT * 3) + "\n", encoding="utf-8")
+    return path
+
+
+def test_train_eval_score_contract(run_cli, tiny_file, tmp_path):
+    arpa = tmp_path / "tiny.arpa"
+    code, out, err = run_cli(
+        "ngram",
+        "train",
+        "--text",
+        tiny_file,
+        "--order",
+        "3",
+        "--arpa",
+        arpa,
+        "--discount-fallback",
+    )
+    assert code == 0, err
+    assert arpa.read_text().startswith("\\data\\\nngram 1=")
+    code, out, _ = run_cli("ngram", "eval", arpa, "--text", tiny_file, "--json")
+    result = json.loads(out)
+    assert {"perplexity", "perplexity_excluding_oov", "oov", "tokens"} <= result.keys()
+    assert result["tokens"] == sum(len(line.split()) + 1 for line in TINY_TEXT) * 3
+    assert result["oov"] == 0 and 1 < result["perplexity"] < 20
+    code, out, _ = run_cli("ngram", "score", arpa, "the cat sat on the zebra")
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert lines[-1].startswith("Total: -") and lines[-2].startswith("</s>")
+    assert lines[-3].startswith("zebra") and "(OOV)" in lines[-3]
+
+
+def test_train_writes_model_folder_and_reports_splits(run_cli, tmp_path):
+    corpus = tmp_path / "lines.txt"
+    corpus.write_text("\n".join(TINY_TEXT * 10), encoding="utf-8")
+    out_dir = tmp_path / "model"
+    code, out, err = run_cli(
+        "ngram",
+        "train",
+        "--corpus",
+        corpus,
+        "--order",
+        "2",
+        "--out",
+        out_dir,
+        "--tokenizer",
+        "word",
+        "--rare-threshold",
+        "0",
+        "--discount-fallback",
+        "--quiet",
+    )
+    assert code == 0, err
+    assert "valid perplexity" in out and "test perplexity" in out
+    meta = json.loads((out_dir / "config.json").read_text())
+    assert meta["family"] == "ngram" and meta["config"]["order"] == 2
+    assert meta["tokenizer"] == "word" and (out_dir / "tokenizer.json").exists()
+    code, out, _ = run_cli("ngram", "eval", out_dir, "--text", corpus, "--json")
+    assert json.loads(out)["tokens"] == sum(len(line.split()) + 1 for line in TINY_TEXT) * 10
+
+
+@pytest.mark.parametrize("tokenizer", ["char", "jieba"])
+def test_tang_trains_and_evaluates_in_chinese(tokenizer, run_cli, tmp_path):
+    tang = load_corpus("tang")
+    train = tmp_path / "train.txt"
+    test = tmp_path / "test.txt"
+    train.write_text("\n".join(tang.train[:3000]), encoding="utf-8")
+    test.write_text("\n".join(tang.test[:300]), encoding="utf-8")
+    code, out, err = run_cli(
+        "ngram",
+        "train",
+        "--text",
+        train,
+        "--order",
+        "3",
+        "--tokenizer",
+        tokenizer,
+        "--rare-threshold",
+        "1",
+        "--out",
+        tmp_path / tokenizer,
+        "--quiet",
+    )
+    assert code == 0, err
+    code, out, err = run_cli("ngram", "eval", tmp_path / tokenizer, "--text", test, "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["tokens"] > 300 * 20  # poems of tens of characters or words
+    assert 10 < result["perplexity"] < 5000
+    code, out, _ = run_cli("ngram", "score", tmp_path / tokenizer, "春眠不覺曉，處處聞啼鳥。")
+    assert code == 0 and "Total: -" in out
+
+
+@pytest.mark.parametrize(
+    "name, content, expected",
+    [
+        ("missing.txt", None, "missing.txt: no such file"),
+        ("empty.txt", b"", "empty.txt is empty"),
+        ("latin.txt", b"caf\xe9 au lait\n", "latin.txt is not UTF-8"),
+        ("bad.jsonl", b'{"text": "a b"}\n{"body": "c"}\n', "bad.jsonl line 2"),
+    ],
+)
+def test_bad_input_gets_one_clear_line(name, content, expected, run_cli, tmp_path):
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    code, out, err = run_cli("ngram", "train", "--text", path, "--arpa", tmp_path / "x.arpa")
+    assert code == 2
+    assert expected in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "x.arpa").exists()
+
+
+def test_not_utf8_names_byte_offset(run_cli, tmp_path):
+    path = tmp_path / "latin.txt"
+    path.write_bytes(b"hello world\ncaf\xe9\n")
+    code, _, err = run_cli("ngram", "train", "--text", path)
+    assert code == 2 and "offset 15" in err
+
+
+def test_tiny_text_names_order_and_fallback(run_cli, tmp_path):
+    path = tmp_path / "two.txt"
+    path.write_text("a b\n")
+    code, _, err = run_cli("ngram", "train", "--text", path, "--arpa", tmp_path / "x.arpa")
+    assert code == 2 and "1-grams" in err and "--discount-fallback" in err
+
+
+def test_corrupt_model_and_unknown_corpus(run_cli, tmp_path):
+    (tmp_path / "bad.arpa").write_text("\\data\\\nngram 1=5\n\n\\1-grams:\n-1\t<s>\n")
+    code, _, err = run_cli("ngram", "eval", tmp_path / "bad.arpa", "--text", tmp_path / "bad.arpa")
+    assert code == 2 and "bad.arpa" in err
+    code, _, err = run_cli("ngram", "train", "--corpus", "browm")
+    assert code == 2 and "brown" in err
+
+
+def test_unknown_config_key_lists_valid_ones(run_cli, tmp_path, tiny_file):
+    config = tmp_path / "c.json"
+    config.write_text('{"order": 3, "smoothing": "kn"}')
+    code, _, err = run_cli("ngram", "train", "--text", tiny_file, "--config", config)
+    assert code == 2 and "smoothing" in err and "order" in err
+
+
+def test_python_dash_m_runs(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "lmforge", "list"], capture_output=True, text=True, check=True
+    )
+    assert "ngram" in done.stdout and "brown" in done.stdout
+
+
+def test_brown_bengio_setting_matches_kenlm(run_cli, tmp_path):
+    """KenLM on brown with train-frequency <= 3 words as one symbol: test 188.486 (BASELINES)."""
+    baselines = shared_path("..", "BASELINES.md").read_text()
+    expected = float(baselines.split("order 5 | test ")[1].split(",")[0])
+    code, out, err = run_cli(
+        "ngram",
+        "train",
+        "--corpus",
+        "brown",
+        "--order",
+        "5",
+        "--tokenizer",
+        "word",
+        "--out",
+        tmp_path / "bengio",
+        "--quiet",
+    )
+    assert code == 0, err
+    test_ppl = json.loads((tmp_path / "bengio" / "config.json").read_text())["test_ppl"]
+    assert test_ppl == pytest.approx(expected, rel=1e-4)
