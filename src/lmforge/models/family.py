@@ -1,4 +1,23 @@
-"""What the registry knows about a model family."""
+"""What the registry knows about a model family, and what a neural family must answer.
+
+A neural family (``fitting == "trainer"``) is a config dataclass (plain values; ``vocab_size`` is
+set from the tokenizer by the caller; ``__post_init__`` raises ``ConfigError`` naming the field)
+and an ``nn.Module`` built from it, with:
+
+- ``recurrent: bool`` (class attribute): True when a state is carried from batch to batch
+  (truncated BPTT: rnn, lstm, gru); the Trainer picks its batching from this alone.
+- ``context_size: int`` (property): how many tokens a non-recurrent model reads at once
+  (nnlm: its n-1 previous tokens; gpt: ``max_seq_len``); 0 for recurrent models.
+- ``init_state(batch_size, device)``: the start state, or None for non-recurrent models.
+- ``forward(ids, state=None) -> (logits, state)``: ids (B, T) -> logits (B, T, V) of the next
+  token at every position.
+- ``log_probs(inputs, targets, state=None) -> (logp, state)``: (B, T), (B, T) ->
+  log p(targets[:, t] | inputs[:, :t+1]) as (B, T); the loss is ``-logp.mean()``.
+- ``step(ids, cache=None) -> (logits, cache)``: generation; ids (B, t) are the prompt when
+  cache is None, else the newest token(s); logits (B, V) of the next token.
+- ``generate(prompt_ids, max_new_tokens, sampler)``: (B, t) -> (B, t + max_new_tokens), through
+  ``lmforge.nn.sampling.generate``.
+
 
 from __future__ import annotations
 
