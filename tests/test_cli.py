@@ -182,3 +182,85 @@ def test_brown_bengio_setting_matches_kenlm(run_cli, tmp_path):
     assert code == 0, err
     test_ppl = json.loads((tmp_path / "bengio" / "config.json").read_text())["test_ppl"]
     assert test_ppl == pytest.approx(expected, rel=1e-4)
+
+
+def test_neural_train_eval_generate(run_cli, tmp_path):
+    corpus = tmp_path / "lines.txt"
+    corpus.write_text("\n".join(TINY_TEXT * 20), encoding="utf-8")
+    out = tmp_path / "gpt"
+    code, stdout, err = run_cli(
+        "train",
+        "--model",
+        "gpt",
+        "--corpus",
+        corpus,
+        "--tokenizer",
+        "char",
+        "--out",
+        out,
+        "--set",
+        "max_steps=30",
+        "--set",
+        "batch_size=4",
+        "--set",
+        "seq_len=32",
+        "--set",
+        "max_seq_len=32",
+        "--set",
+        "d_model=32",
+        "--set",
+        "n_layers=1",
+        "--set",
+        "eval_interval=15",
+        "--quiet",
+    )
+    assert code == 0, err
+    assert "test perplexity" in stdout and (out / "model.safetensors").exists()
+    assert (out / "metrics.jsonl").read_text().count("valid_ppl") == 2
+    code, stdout, err = run_cli("eval", out, "--corpus", corpus, "--json")
+    result = json.loads(stdout)
+    assert code == 0 and result["family"] == "gpt" and 1 < result["test_ppl"] < 40
+    code, stdout, _ = run_cli(
+        "generate", out, "--prompt", "the cat", "--max-new-tokens", "20", "--temperature", "0"
+    )
+    assert code == 0 and stdout.startswith("the cat") and len(stdout.strip()) > len("the cat")
+    code, _, err = run_cli("train", "--model", "gpt", "--corpus", corpus, "--set", "n_layer=2")
+    assert code == 2 and "n_layer" in err and "n_layers" in err
+    code, _, err = run_cli("train", "--model", "gtp", "--corpus", corpus)
+    assert code == 2 and "gpt" in err
+
+
+def test_ladder_json_contract(run_cli, tmp_path):
+    corpus = tmp_path / "lines.txt"
+    corpus.write_text("\n".join(TINY_TEXT * 30), encoding="utf-8")
+    report = tmp_path / "ladder.json"
+    code, stdout, err = run_cli(
+        "ladder",
+        "--corpus",
+        corpus,
+        "--models",
+        "ngram,nnlm,lstm,gpt",
+        "--max-steps",
+        "20",
+        "--out",
+        tmp_path / "ladder",
+        "--json",
+        report,
+        "--quiet",
+    )
+    assert code == 0, err
+    result = json.loads(report.read_text())
+    assert result["corpus"] == "lines" and result["tokenizer"] == "char"
+    assert [r["model"] for r in result["rungs"]] == ["ngram", "nnlm", "lstm", "gpt"]
+    for rung in result["rungs"]:
+        assert {
+            "params",
+            "train_seconds",
+            "tokens_per_second",
+            "valid_ppl",
+            "test_ppl",
+        } <= rung.keys()
+        assert rung["params"] > 0 and 1 < rung["test_ppl"] < 100
+    assert "mix_test_ppl" in result["rungs"][1]
+    assert (tmp_path / "ladder" / "ladder.png").stat().st_size > 10_000
+    assert "ngram" in stdout and "test ppl" in stdout

@@ -7,19 +7,35 @@ Every subcommand parses its flags, builds configs, calls library functions and p
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
 from pathlib import Path
 
+import torch
+
 from lmforge import __version__
+from lmforge.checkpoint import write_json
 from lmforge.config import add_config_flags, build_config, config_to_dict, read_config_file
 from lmforge.data import BUILTIN_CORPORA, load_corpus, read_texts
-from lmforge.errors import LMForgeError
-from lmforge.models import FAMILIES
-from lmforge.models.ngram import KENLM_FALLBACK, LN10, NgramConfig
-from lmforge.tokenize import TOKENIZER_KINDS
-from lmforge.workflows import evaluate_ngram, load_ngram, save_ngram, tokenize_lines, train_ngram
+from lmforge.errors import ConfigError, LMForgeError
+from lmforge.ladder import DEFAULT_MODELS, PRESETS, ladder_table, run_ladder
+from lmforge.models import FAMILIES, get_family
+from lmforge.models.ngram import KENLM_FALLBACK, LN10, NgramConfig, NgramLM
+from lmforge.nn.sampling import Sampler
+from lmforge.tokenize import BOS, TOKENIZER_KINDS, load_tokenizer, train_tokenizer
+from lmforge.train.trainer import TrainConfig
+from lmforge.workflows import (
+    evaluate_ngram,
+    load_model,
+    load_ngram,
+    model_perplexity,
+    save_ngram,
+    tokenize_lines,
+    train_model,
+    train_ngram,
+)
 
 # The tokenizer a corpus gets when none is asked for: "none" means whitespace words as lmplz.
 DEFAULT_TOKENIZERS = {"tang": "char"}
@@ -82,7 +98,59 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("sentence", help="the sentence (</s> is scored too)")
     score.add_argument("--json", action="store_true", help="print one JSON object")
     score.set_defaults(run=run_ngram_score)
+    _add_neural_commands(commands)
     return parser
+
+
+def _add_neural_commands(commands) -> None:
+    train = commands.add_parser("train", help="train a neural family with the one Trainer")
+    train.add_argument("--model", required=True, help="family: " + ", ".join(FAMILIES))
+    train.add_argument(
+        "--corpus", required=True, help=f"built-in ({', '.join(BUILTIN_CORPORA)}) or a path"
+    )
+    train.add_argument("--config", help="JSON or TOML file of model and trainer settings")
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a model or trainer setting, e.g. --set n_layers=4 --set lr=3e-4",
+    )
+    train.add_argument("--out", help="model folder (default runs/<family>-<corpus>)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    _add_tokenizer_flags(train)
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(run=run_train)
+
+    evaluate = commands.add_parser("eval", help="valid/test perplexity of a model folder")
+    evaluate.add_argument("model", help="a model folder (any family) or an .arpa file")
+    evaluate.add_argument("--corpus", required=True, help="built-in corpus or a path")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.set_defaults(run=run_eval)
+
+    generate = commands.add_parser("generate", help="sample text from a model folder")
+    generate.add_argument("model", help="a model folder (any family) or an .arpa file")
+    generate.add_argument("--prompt", default="", help="text to continue")
+    generate.add_argument("--max-new-tokens", type=int, default=100)
+    generate.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
+    generate.add_argument("--top-k", type=int, default=0)
+    generate.add_argument("--top-p", type=float, default=1.0)
+    generate.add_argument("--seed", type=int, default=None)
+    generate.set_defaults(run=run_generate)
+
+    ladder = commands.add_parser("ladder", help="train every rung on one corpus; one table")
+    ladder.add_argument("--preset", default="quick", choices=sorted(PRESETS))
+    ladder.add_argument(
+        "--models", help="comma-separated rungs (default: " + ",".join(DEFAULT_MODELS) + ")"
+    )
+    ladder.add_argument("--corpus", help="built-in corpus or a path (default: the preset's)")
+    ladder.add_argument("--tokenizer", choices=TOKENIZER_KINDS, help="default: the preset's")
+    ladder.add_argument("--device", default="cpu", help="cpu or cuda")
+    ladder.add_argument("--out", help="folder for models, ladder.json, ladder.png")
+    ladder.add_argument("--json", help="also write the results as JSON to this file")
+    ladder.add_argument("--max-steps", type=int, help="cap every neural rung's steps (a smoke run)")
+    ladder.add_argument("--quiet", action="store_true")
+    ladder.set_defaults(run=run_ladder_command)
 
 
 def _add_tokenizer_flags(parser: argparse.ArgumentParser) -> None:
@@ -176,6 +244,137 @@ def run_ngram_score(args: argparse.Namespace) -> int:
         print(f"{word}\t{lp:.6f}{'  (OOV)' if unknown else ''}")
     print(f"Total: {sum(log10):.6f}")
     return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    family = get_family(args.model)
+    if family.fitting != "trainer":
+        raise ConfigError(f"{args.model} is fitted by counting: use `lmforge ngram train`")
+    settings = read_config_file(args.config) if args.config else {}
+    settings.update(_parse_sets(args.set))
+    model_keys = {f.name for f in dataclasses.fields(family.config_class)} - {"vocab_size"}
+    train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(settings) - model_keys - train_keys)
+    if unknown:
+        raise ConfigError(
+            f"unknown setting(s) {', '.join(unknown)}; {args.model} takes "
+            f"{', '.join(sorted(model_keys))}; the trainer takes {', '.join(sorted(train_keys))}"
+        )
+    model_settings = {k: v for k, v in settings.items() if k in model_keys}
+    train_config = build_config(
+        TrainConfig, {k: v for k, v in settings.items() if k in train_keys}, {}
+    )
+    corpus = load_corpus(args.corpus)
+    kind = args.tokenizer or DEFAULT_TOKENIZERS.get(corpus.name, "word")
+    if kind == "none":
+        raise ConfigError("neural models need a tokenizer; choose one with --tokenizer")
+    out = Path(args.out or f"runs/{args.model}-{corpus.name}")
+    if args.resume:
+        tokenizer = load_tokenizer(out / "tokenizer.json")
+    else:
+        tokenizer = train_tokenizer(
+            kind, corpus.train, vocab_size=args.vocab_size, rare_threshold=args.rare_threshold
+        )
+    _say(
+        args,
+        f"lmforge train: {args.model} on {corpus.name}, tokenizer {kind} ({tokenizer.vocab_size:,} symbols)",
+    )
+    _say(args, f"model settings {model_settings}; trainer {config_to_dict(train_config)}")
+    model, result = train_model(
+        args.model,
+        corpus.train,
+        corpus.valid,
+        tokenizer,
+        model_settings,
+        train_config,
+        out_dir=out,
+        resume=args.resume,
+        progress=not args.quiet,
+    )
+    test_ppl = model_perplexity(model, tokenizer, corpus.test)
+    print(
+        f"trained {result.steps} steps in {result.train_seconds:.0f}s ({result.tokens_per_second:,.0f} tokens/s)"
+    )
+    print(f"best valid perplexity {result.best_valid_ppl:.2f}, test perplexity {test_ppl:.2f}")
+    print(f"wrote {out}/")
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    model, tokenizer, meta = load_model(args.model)
+    corpus = load_corpus(args.corpus)
+    result = {"model": str(args.model), "family": meta["family"], "corpus": corpus.name}
+    for split in ("valid", "test"):
+        result[f"{split}_ppl"] = model_perplexity(model, tokenizer, corpus.split(split))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(
+            f"{corpus.name}: valid perplexity {result['valid_ppl']:.2f}, test perplexity {result['test_ppl']:.2f}"
+        )
+    return 0
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    sampler = Sampler(
+        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed
+    )
+    model, tokenizer, _ = load_model(args.model)
+    if isinstance(model, NgramLM):
+        context = tokenize_lines([args.prompt], tokenizer)[0]
+        words = model.generate(
+            context, args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed
+        )
+        print(" ".join([*context, *words]))
+        return 0
+    ids = tokenizer.encode(args.prompt, markers=False)
+    prompt = torch.tensor([[tokenizer.token_to_id(BOS), *ids]])
+    out = model.generate(prompt, args.max_new_tokens, sampler)
+    print(tokenizer.decode(out[0].tolist()))
+    return 0
+
+
+def run_ladder_command(args: argparse.Namespace) -> int:
+    preset = PRESETS[args.preset]
+    models = tuple(m.strip() for m in args.models.split(",")) if args.models else DEFAULT_MODELS
+    print(f"ladder preset {preset.name}: {preset.summary}")
+    print(
+        f"rungs: {', '.join(models)}; expected about {preset.minutes:.0f} minutes on a 2-core CPU "
+        f"for the default rungs"
+    )
+    out = Path(args.out or f"runs/ladder-{preset.name}")
+    result = run_ladder(
+        preset,
+        models,
+        corpus=args.corpus,
+        tokenizer=args.tokenizer,
+        device=args.device,
+        out_dir=out,
+        progress=not args.quiet,
+        max_steps=args.max_steps,
+    )
+    print(
+        f"\n{result.corpus}, {result.tokenizer} tokenizer (perplexity counts every token and </s>)"
+    )
+    print(ladder_table(result))
+    if args.json:
+        write_json(args.json, result.to_dict())
+        print(f"wrote {args.json}")
+    print(f"wrote {out}/ladder.json and the plot {out}/ladder.png")
+    return 0
+
+
+def _parse_sets(pairs: list[str]) -> dict:
+    values = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise ConfigError(f"--set needs KEY=VALUE, got {pair!r}")
+        try:
+            values[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[key.strip()] = raw
+    return values
 
 
 def _describe(what: str, result) -> str:

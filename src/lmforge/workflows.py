@@ -1,4 +1,4 @@
-"""What the ``lmforge ngram`` subcommands do, as plain Python functions.
+"""What the ``lmforge`` subcommands do, as plain Python functions.
 
 Text becomes token sequences by one rule: a tokenizer from ``lmforge.tokenize`` (or, with none,
 whitespace-separated words exactly as KenLM's lmplz reads them), then ``<s>`` ... ``</s>``.
@@ -10,12 +10,19 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
+from safetensors.torch import load_file
+
 from lmforge import __version__
 from lmforge.checkpoint import read_json, write_json
-from lmforge.config import config_to_dict
-from lmforge.errors import CheckpointError, DataError
+from lmforge.config import build_config, config_to_dict
+from lmforge.data.batching import token_stream
+from lmforge.errors import CheckpointError, ConfigError, DataError
+from lmforge.evaluate import perplexity
+from lmforge.models import get_family
 from lmforge.models.ngram import NgramConfig, NgramEvaluation, NgramLM
 from lmforge.tokenize import Tokenizer, load_tokenizer, train_tokenizer
+from lmforge.train.trainer import WEIGHTS, TrainConfig, Trainer, TrainResult, evaluate_model
 
 __all__ = [
     "split_words",
@@ -24,6 +31,10 @@ __all__ = [
     "save_ngram",
     "load_ngram",
     "evaluate_ngram",
+    "build_model",
+    "train_model",
+    "load_model",
+    "model_perplexity",
 ]
 
 ARPA_NAME, CONFIG_NAME, TOKENIZER_NAME = "model.arpa", "config.json", "tokenizer.json"
@@ -118,3 +129,90 @@ def load_ngram(path: str | os.PathLike) -> tuple[NgramLM, Tokenizer | None]:
     tokenizer_file = target / TOKENIZER_NAME
     tokenizer = load_tokenizer(tokenizer_file) if tokenizer_file.exists() else None
     return model, tokenizer
+
+
+# -- neural families -------------------------------------------------------------------------------
+
+
+def build_model(family_name: str, vocab_size: int, overrides: dict | None = None):
+    """A fresh model of a neural family: its config from defaults + ``overrides``.
+
+    Returns:
+        (model, config).
+    """
+    family = get_family(family_name)
+    if family.fitting != "trainer":
+        raise ConfigError(f"{family_name} is fitted by counting; use `lmforge ngram train`")
+    config = build_config(family.config_class, {**(overrides or {}), "vocab_size": vocab_size}, {})
+    return family.model_class(config), config
+
+
+def train_model(
+    family_name: str,
+    train_lines: Sequence[str],
+    valid_lines: Sequence[str] | None,
+    tokenizer: Tokenizer,
+    model_overrides: dict,
+    train_config: TrainConfig,
+    out_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> tuple[torch.nn.Module, TrainResult]:
+    """Train a neural family on lines with the one Trainer; write a model folder if asked."""
+    model, config = build_model(family_name, tokenizer.vocab_size, model_overrides)
+    if out_dir and not resume:
+        folder = Path(out_dir)
+        tokenizer.save(folder / TOKENIZER_NAME)
+        write_json(
+            folder / CONFIG_NAME,
+            {
+                "family": family_name,
+                "version": __version__,
+                "config": config_to_dict(config),
+                "train_config": config_to_dict(train_config),
+                "tokenizer": tokenizer.kind,
+            },
+        )
+    train = token_stream(tokenizer, train_lines)
+    valid = token_stream(tokenizer, valid_lines) if valid_lines else None
+    trainer = Trainer(model, train_config, train, valid, out_dir=out_dir, progress=progress)
+    result = trainer.fit(resume=resume)
+    return trainer.model, result
+
+
+def load_model(path: str | os.PathLike):
+    """Load any model folder (or an ARPA file).
+
+    Returns:
+        (model, tokenizer or None, metadata dict).
+
+    Raises:
+        CheckpointError: a missing folder, unknown family or corrupt file, naming it.
+    """
+    target = Path(path)
+    if target.is_file() or (target / ARPA_NAME).exists():
+        model, tokenizer = load_ngram(target)
+        return model, tokenizer, {"family": "ngram"}
+    if not target.is_dir():
+        raise CheckpointError(f"{target}: no such model folder")
+    meta = read_json(target / CONFIG_NAME, "model config")
+    family = get_family(meta.get("family", "?"))
+    config = build_config(family.config_class, meta.get("config", {}), {})
+    model = family.model_class(config)
+    try:
+        model.load_state_dict(load_file(str(target / WEIGHTS)))
+    except (OSError, RuntimeError, ValueError) as err:
+        first = str(err).splitlines()[0][:200]
+        raise CheckpointError(
+            f"{target / WEIGHTS}: cannot load the weights ({first}); retrain"
+        ) from None
+    model.eval()
+    return model, load_tokenizer(target / TOKENIZER_NAME), meta
+
+
+def model_perplexity(model, tokenizer: Tokenizer | None, lines: Sequence[str]) -> float:
+    """Perplexity of ``lines`` under any family: the same tokens (each line's and its </s>)."""
+    if isinstance(model, NgramLM):
+        return evaluate_ngram(model, tokenizer, lines).perplexity
+    nll, count = evaluate_model(model, token_stream(tokenizer, lines))
+    return perplexity(nll, count)

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from lmforge.errors import UnknownModelError
-from lmforge.models import ngram
+from lmforge.models import gpt, ngram, nnlm, rnn
 from lmforge.models.family import Family
 
 __all__ = ["FAMILIES", "Family", "get_family"]
 
 FAMILIES: dict[str, Family] = {
     "ngram": ngram.FAMILY,
+    "nnlm": nnlm.FAMILY,
+    "rnn": rnn.FAMILY_RNN,
+    "lstm": rnn.FAMILY_LSTM,
+    "gru": rnn.FAMILY_GRU,
+    "gpt": gpt.FAMILY,
 }
 
 

@@ -17,7 +17,7 @@ and an ``nn.Module`` built from it, with:
   cache is None, else the newest token(s); logits (B, V) of the next token.
 - ``generate(prompt_ids, max_new_tokens, sampler)``: (B, t) -> (B, t + max_new_tokens), through
   ``lmforge.nn.sampling.generate``.
-
+"""
 
 from __future__ import annotations
 

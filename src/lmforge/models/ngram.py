@@ -394,6 +394,95 @@ class NgramLM:
         logp, _ = self.token_log_probs([sentence])
         return float(logp.sum()) / LN10
 
+    # -- sampling -----------------------------------------------------------------------------
+
+    def next_log_probs(self, context: Sequence[str]) -> np.ndarray:
+        """Natural-log probability of every vocabulary word after ``<s> + context``.
+
+        The same backoff rule as ``token_log_probs``, for all V words in one lookup pass per
+        order: the longest n-gram (history suffix + word) that exists, plus the backoffs of the
+        longer history suffixes that exist.
+
+        Args:
+            context: the words so far, without ``<s>``; unknown words are read as ``<unk>``.
+
+        Returns:
+            (V,) log probabilities indexed like ``vocab``; ``<s>`` gets -inf, ``</s>`` its own.
+
+        Raises:
+            DataError: the context contains ``<s>`` or ``</s>``.
+        """
+        history = [BOS_ID, *(self.word_ids.get(w, UNK_ID) for w in context)]
+        if BOS_ID in history[1:] or EOS_ID in history[1:]:
+            raise DataError("the context contains <s> or </s> as a word; remove them")
+        suffixes = self._suffix_types(history)  # suffixes[m-1]: the last m words' type or -1
+        V = self.vocab_size
+        words = np.arange(V, dtype=np.int64)
+        found = [words]  # found[n-1][w]: type of the n-gram (suffix + w), -1 if absent
+        best = np.ones(V, dtype=np.int64)
+        for n in range(2, self.order + 1):
+            ctx = suffixes[n - 2] if n - 1 <= len(suffixes) else -1
+            hit = _find(self.keys[n - 1], ctx * V + words) if ctx >= 0 else np.full(V, -1)
+            found.append(hit)
+            best[hit >= 0] = n
+        logp = np.empty(V)
+        for n in range(1, self.order + 1):
+            sel = best == n
+            logp[sel] = self.log_prob[n - 1][found[n - 1][sel]]
+        for m, ctx in enumerate(suffixes[: self.order - 1], start=1):
+            if ctx >= 0:
+                logp[best <= m] += self.log_backoff[m - 1][ctx]
+        logp[BOS_ID] = -np.inf
+        return logp
+
+    def _suffix_types(self, history: list[int]) -> list[int]:
+        """Types of the n-grams formed by the last 1, 2, ... order-1 ids of history (-1: none)."""
+        tail = np.asarray(history[-(self.order - 1) :] if self.order > 1 else [], np.int64)
+        ending = tail.copy()  # ending[i]: type of the m-gram ending at tail[i], -1 if absent
+        suffixes = []
+        for m in range(1, len(tail) + 1):
+            if m > 1:
+                prev = np.concatenate([[-1], ending[:-1]])
+                ok = prev >= 0
+                ending = np.full(len(tail), -1, dtype=np.int64)
+                ending[ok] = _find(self.keys[m - 1], prev[ok] * self.vocab_size + tail[ok])
+            suffixes.append(int(ending[-1]))
+        return suffixes
+
+    def generate(
+        self,
+        context: Sequence[str],
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+    ) -> list[str]:
+        """Sample up to ``max_new_tokens`` words after ``<s> + context``, stopping at ``</s>``.
+
+        Each word is drawn from ``next_log_probs`` by ``lmforge.nn.sampling.sample_next``
+        (temperature 0 is greedy). ``<unk>`` can be drawn: it holds the unigram mass of the
+        unseen words.
+
+        Returns:
+            The new words, without ``</s>``.
+        """
+        import torch
+
+        from lmforge.nn.sampling import sample_next
+
+        generator = None if seed is None else torch.Generator().manual_seed(seed)
+        words = list(context)
+        new: list[str] = []
+        for _ in range(max_new_tokens):
+            logp = torch.from_numpy(self.next_log_probs(words))[None]  # (1, V)
+            index = int(sample_next(logp, temperature, top_k, top_p, generator)[0])
+            if index == EOS_ID:
+                break
+            new.append(self.vocab[index])
+            words.append(self.vocab[index])
+        return new
+
     # -- ARPA ---------------------------------------------------------------------------------
 
     def save_arpa(self, path: str | os.PathLike) -> None:

@@ -1,0 +1,140 @@
+"""Language-model batches: one token stream, cut into windows or parallel BPTT rows.
+
+Every neural family reads a split as one stream: ``<s>``, then each line's tokens followed by
+``</s>``. The targets are every token after the first, so a split of L lines and W tokens has
+exactly W + L targets: the same tokens the n-gram model scores (each line's tokens and its
+``</s>``, never ``<s>``). Neural models may read across line ends, as in Bengio et al. (2003) and
+Mikolov/Zaremba's stream setting; the n-gram model starts afresh at each line, as KenLM does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from lmforge.errors import DataError
+from lmforge.tokenize import BOS, EOS, Tokenizer
+
+__all__ = ["token_stream", "WindowBatches", "StreamBatches", "eval_windows", "eval_rows"]
+
+
+def token_stream(tokenizer: Tokenizer, lines: Sequence[str]) -> torch.Tensor:
+    """(N,) int64: ``<s>``, then each line's token ids and ``</s>``."""
+    encoded = tokenizer.encode_batch(list(lines), markers=False)
+    eos = tokenizer.token_to_id(EOS)
+    sizes = np.fromiter((len(ids) + 1 for ids in encoded), np.int64, len(encoded))
+    out = np.empty(1 + int(sizes.sum()), dtype=np.int64)
+    out[0] = tokenizer.token_to_id(BOS)
+    out[np.cumsum(sizes)] = eos
+    body = np.ones(len(out), dtype=bool)
+    body[0] = False
+    body[np.cumsum(sizes)] = False
+    out[body] = np.fromiter((i for ids in encoded for i in ids), np.int64, int(body.sum()))
+    return torch.from_numpy(out)
+
+
+@dataclass(frozen=True)
+class WindowBatches:
+    """Random windows of ``seq_len + 1`` tokens (nanoGPT's batches), reproducible per step.
+
+    Batch ``step`` depends only on (seed, step), so a resumed run sees the same data.
+    """
+
+    stream: torch.Tensor
+    batch_size: int
+    seq_len: int
+    seed: int
+
+    def __post_init__(self) -> None:
+        if len(self.stream) < self.seq_len + 2:
+            raise DataError(
+                f"the training text has {len(self.stream)} tokens, fewer than one window of "
+                f"{self.seq_len + 1}; give more text or a smaller seq_len"
+            )
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """(inputs (B, T), targets (B, T), reset_state) for ``step``."""
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+        starts = torch.randint(
+            len(self.stream) - self.seq_len - 1, (self.batch_size,), generator=generator
+        )
+        index = starts[:, None] + torch.arange(self.seq_len + 1)  # (B, T+1)
+        window = self.stream[index]
+        return window[:, :-1], window[:, 1:], True
+
+
+@dataclass(frozen=True)
+class StreamBatches:
+    """The stream cut into ``batch_size`` parallel rows, read ``seq_len`` tokens at a time
+    (truncated BPTT, Zaremba et al. 2014); the state is reset at the start of each epoch."""
+
+    stream: torch.Tensor
+    batch_size: int
+    seq_len: int
+
+    def __post_init__(self) -> None:
+        if self.chunks_per_epoch < 1:
+            raise DataError(
+                f"the training text has {len(self.stream)} tokens, too few for {self.batch_size} "
+                f"rows of {self.seq_len + 1}; give more text or smaller batch_size/seq_len"
+            )
+
+    @property
+    def row_length(self) -> int:
+        return (len(self.stream) - 1) // self.batch_size
+
+    @property
+    def chunks_per_epoch(self) -> int:
+        return self.row_length // self.seq_len
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        chunk = step % self.chunks_per_epoch
+        rows = self.stream[: self.batch_size * self.row_length + 1]
+        start = chunk * self.seq_len
+        offsets = torch.arange(self.batch_size)[:, None] * self.row_length + start
+        index = offsets + torch.arange(self.seq_len + 1)  # (B, T+1)
+        window = rows[index]
+        return window[:, :-1], window[:, 1:], chunk == 0
+
+
+def eval_windows(
+    stream: torch.Tensor, context_size: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Overlapping windows that score every target once, each with as much context as fits.
+
+    A model that reads ``context_size`` >= 32 tokens at once (GPT) gets windows of that length
+    scoring their second half; a short fixed-context model (NNLM) gets windows of
+    256 + context_size tokens scoring the last 256.
+
+    Yields:
+        inputs (T,), targets (T,), score mask (T,) bool.
+    """
+    if context_size >= 32:
+        width, stride = context_size, context_size // 2
+    else:
+        width, stride = 256 + context_size, 256
+    n_targets = len(stream) - 1
+    for start in range(0, n_targets, stride):
+        end = min(start + stride, n_targets)
+        first = max(0, end - width)
+        mask = torch.arange(first, end) >= start
+        yield stream[first:end], stream[first + 1 : end + 1], mask
+
+
+def eval_rows(stream: torch.Tensor, rows: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The stream as ``rows`` contiguous rows for recurrent evaluation, right-padded.
+
+    Returns:
+        inputs (R, L), targets (R, L), mask (R, L) bool; the mask covers every target once.
+    """
+    n_targets = len(stream) - 1
+    rows = max(1, min(rows, n_targets))
+    length = -(-n_targets // rows)
+    padded = torch.zeros(rows * length + 1, dtype=stream.dtype)
+    padded[: len(stream)] = stream
+    index = torch.arange(rows)[:, None] * length + torch.arange(length)  # (R, L)
+    mask = index < n_targets
+    return padded[index], padded[index + 1], mask

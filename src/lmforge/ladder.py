@@ -1,0 +1,470 @@
+"""``lmforge ladder``: the history of language modelling, trained and measured side by side.
+
+Every rung — the n-gram model, Bengio's feed-forward NNLM, the Elman RNN, the LSTM, the GRU and
+the decoder Transformer — is trained on the same corpus with the same tokenizer and scored on the
+same tokens (each line's tokens and its ``</s>``), so the perplexities are directly comparable.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from lmforge.checkpoint import write_json
+from lmforge.data import load_corpus
+from lmforge.data.batching import token_stream
+from lmforge.errors import ConfigError
+from lmforge.evaluate import mix_log_probs, perplexity
+from lmforge.models import get_family
+from lmforge.models.ngram import NgramConfig, NgramLM
+from lmforge.tokenize import train_tokenizer
+from lmforge.train.trainer import TrainConfig, stream_log_probs
+from lmforge.workflows import save_ngram, tokenize_lines, train_model
+
+__all__ = ["Rung", "Preset", "PRESETS", "RungResult", "LadderResult", "run_ladder"]
+
+DEFAULT_MODELS = ("ngram", "nnlm", "rnn", "lstm", "gpt")
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One neural rung: its family, model settings and training settings."""
+
+    family: str
+    model: dict
+    train: dict
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A ladder setting: data, tokenizer, and the settings of every rung."""
+
+    name: str
+    summary: str
+    corpus: str
+    tokenizer: str
+    rungs: dict[str, Rung]
+    rare_threshold: int = 3
+    vocab_size: int = 8000
+    train_lines: int = 0  # 0: the whole train split
+    eval_lines: int = 0  # 0: the whole valid and test splits
+    ngram_order: int = 5
+    mix_weight: float = 0.5
+    minutes: float = 10.0  # expected wall time of the default rungs on a 2-core CPU
+
+
+def _quick() -> Preset:
+    common = {
+        "lr": 2e-3,
+        "min_lr": 2e-4,
+        "warmup_steps": 50,
+        "weight_decay": 0.01,
+        "grad_clip": 1.0,
+    }
+    return Preset(
+        name="quick",
+        summary="brown, first 4,000 paragraphs (1.4M characters), char tokenizer; valid/test: "
+        "first 300 paragraphs of each; n-gram order 5; neural rungs ~2 minutes each",
+        corpus="brown",
+        tokenizer="char",
+        train_lines=4000,
+        eval_lines=300,
+        ngram_order=5,
+        minutes=10.0,
+        rungs={
+            "nnlm": Rung(
+                "nnlm",
+                {"context": 12, "d_model": 32, "d_hidden": 512, "direct": True},
+                {
+                    **common,
+                    "batch_size": 64,
+                    "seq_len": 128,
+                    "max_steps": 900,
+                    "eval_interval": 150,
+                },
+            ),
+            "rnn": Rung(
+                "rnn",
+                {"d_model": 256, "n_layers": 1},
+                {**common, "batch_size": 32, "seq_len": 64, "max_steps": 700, "eval_interval": 100},
+            ),
+            "lstm": Rung(
+                "lstm",
+                {"d_model": 256, "n_layers": 1},
+                {**common, "batch_size": 32, "seq_len": 64, "max_steps": 700, "eval_interval": 100},
+            ),
+            "gru": Rung(
+                "gru",
+                {"d_model": 256, "n_layers": 1},
+                {**common, "batch_size": 32, "seq_len": 64, "max_steps": 700, "eval_interval": 100},
+            ),
+            "gpt": Rung(
+                "gpt",
+                {"d_model": 128, "n_layers": 4, "n_heads": 4, "d_ff": 512, "max_seq_len": 128},
+                {
+                    **common,
+                    "batch_size": 16,
+                    "seq_len": 128,
+                    "max_steps": 700,
+                    "eval_interval": 100,
+                },
+            ),
+        },
+    )
+
+
+def _paper() -> Preset:
+    cutoffs = (2000, 6000)
+    adam = {"lr": 1e-3, "min_lr": 1e-4, "warmup_steps": 200, "weight_decay": 0.01, "grad_clip": 1.0}
+    return Preset(
+        name="paper",
+        summary="brown (Bengio et al. 2003 split), word tokenizer, train frequency <= 3 -> <rare> "
+        "(|V| = 14,025 + markers); n-gram order 5; Bengio's MLP (n=5, h=50, m=60, direct); "
+        "Zaremba-small-like LSTM; a GPT of comparable size; adaptive softmax for neural rungs",
+        corpus="brown",
+        tokenizer="word",
+        ngram_order=5,
+        minutes=90.0,
+        rungs={
+            "nnlm": Rung(
+                "nnlm",
+                {
+                    "context": 4,
+                    "d_model": 60,
+                    "d_hidden": 50,
+                    "direct": True,
+                    "dropout": 0.0,
+                    "adaptive_cutoffs": cutoffs,
+                },
+                {**adam, "batch_size": 64, "seq_len": 64, "max_steps": 6000, "eval_interval": 500},
+            ),
+            "rnn": Rung(
+                "rnn",
+                {"d_model": 200, "n_layers": 1, "dropout": 0.2, "adaptive_cutoffs": cutoffs},
+                {**adam, "batch_size": 20, "seq_len": 35, "max_steps": 8000, "eval_interval": 1000},
+            ),
+            "lstm": Rung(
+                "lstm",
+                {"d_model": 200, "n_layers": 2, "dropout": 0.3, "adaptive_cutoffs": cutoffs},
+                {
+                    **adam,
+                    "batch_size": 20,
+                    "seq_len": 35,
+                    "max_steps": 12000,
+                    "eval_interval": 1000,
+                },
+            ),
+            "gru": Rung(
+                "gru",
+                {"d_model": 200, "n_layers": 2, "dropout": 0.3, "adaptive_cutoffs": cutoffs},
+                {
+                    **adam,
+                    "batch_size": 20,
+                    "seq_len": 35,
+                    "max_steps": 12000,
+                    "eval_interval": 1000,
+                },
+            ),
+            "gpt": Rung(
+                "gpt",
+                {
+                    "d_model": 192,
+                    "n_layers": 4,
+                    "n_heads": 4,
+                    "d_ff": 768,
+                    "max_seq_len": 128,
+                    "dropout": 0.2,
+                    "tie_embeddings": False,
+                    "adaptive_cutoffs": cutoffs,
+                },
+                {**adam, "batch_size": 16, "seq_len": 128, "max_steps": 6000, "eval_interval": 500},
+            ),
+        },
+    )
+
+
+def _full() -> Preset:
+    paper = _paper()
+    rungs = dict(paper.rungs)
+    rungs["lstm"] = Rung(
+        "lstm",
+        {"d_model": 650, "n_layers": 2, "dropout": 0.5},
+        {
+            "optimizer": "sgd",
+            "lr": 1.0,
+            "min_lr": 1e-3,
+            "schedule": "plateau",
+            "plateau_factor": 1.2,
+            "weight_decay": 0.0,
+            "grad_clip": 5.0,
+            "batch_size": 20,
+            "seq_len": 35,
+            "max_steps": 39 * 1100,
+            "eval_interval": 1100,
+        },
+    )
+    rungs["gpt"] = Rung(
+        "gpt",
+        {
+            "d_model": 512,
+            "n_layers": 8,
+            "n_heads": 8,
+            "d_ff": 2048,
+            "max_seq_len": 256,
+            "dropout": 0.3,
+        },
+        {
+            "lr": 6e-4,
+            "min_lr": 6e-5,
+            "warmup_steps": 500,
+            "weight_decay": 0.1,
+            "batch_size": 32,
+            "seq_len": 256,
+            "max_steps": 20000,
+            "eval_interval": 1000,
+        },
+    )
+    return replace(
+        paper,
+        name="full",
+        rungs=rungs,
+        minutes=600.0,
+        summary="the papers' own sizes (Zaremba's medium LSTM, a larger GPT): meant for a GPU",
+    )
+
+
+PRESETS: dict[str, Preset] = {p.name: p for p in (_quick(), _paper(), _full())}
+
+
+@dataclass
+class RungResult:
+    """One row of the ladder table (perplexities on the same tokens for every rung)."""
+
+    model: str
+    params: int
+    train_seconds: float
+    tokens_per_second: float
+    valid_ppl: float
+    test_ppl: float
+    curve: list[tuple[int, float]] = field(default_factory=list)  # (training tokens, valid ppl)
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        row = {
+            k: getattr(self, k)
+            for k in (
+                "model",
+                "params",
+                "train_seconds",
+                "tokens_per_second",
+                "valid_ppl",
+                "test_ppl",
+            )
+        }
+        return {**row, **self.extra}
+
+
+@dataclass
+class LadderResult:
+    preset: str
+    corpus: str
+    tokenizer: str
+    summary: str
+    rungs: list[RungResult]
+
+    def to_dict(self) -> dict:
+        return {
+            "corpus": self.corpus,
+            "tokenizer": self.tokenizer,
+            "preset": self.preset,
+            "summary": self.summary,
+            "rungs": [r.to_dict() for r in self.rungs],
+        }
+
+
+def run_ladder(
+    preset: Preset,
+    models: Sequence[str] = DEFAULT_MODELS,
+    corpus: str | None = None,
+    tokenizer: str | None = None,
+    device: str = "cpu",
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+    max_steps: int | None = None,
+) -> LadderResult:
+    """Train and evaluate each requested rung; write ``ladder.json``/``ladder.png`` to out_dir.
+
+    ``max_steps`` caps every neural rung's training (a smoke run).
+    """
+    for name in models:
+        if name != "ngram" and name not in preset.rungs:
+            get_family(name)  # unknown names raise UnknownModelError listing the known ones
+            raise ConfigError(f"the {preset.name} preset has no settings for {name!r}")
+    data = load_corpus(corpus or preset.corpus)
+    cut = preset.eval_lines or None
+    train = data.train[: preset.train_lines or None]
+    valid, test = data.valid[:cut], data.test[:cut]
+    kind = tokenizer or preset.tokenizer
+    tok = train_tokenizer(
+        kind, train, vocab_size=preset.vocab_size, rare_threshold=preset.rare_threshold
+    )
+    _say(progress, f"tokenizer {kind}: {tok.vocab_size:,} symbols")
+    out = Path(out_dir) if out_dir else None
+    rungs: list[RungResult] = []
+    ngram_logp: dict[str, np.ndarray] = {}
+    for name in models:
+        _say(progress, f"--- rung {len(rungs) + 1}/{len(models)}: {name}")
+        if name == "ngram":
+            row, ngram_logp = _ngram_rung(preset, tok, train, valid, test, out)
+        else:
+            rung = preset.rungs[name]
+            if max_steps:
+                steps = min(max_steps, rung.train["max_steps"])
+                train_settings = {
+                    **rung.train,
+                    "max_steps": steps,
+                    "eval_interval": min(steps, rung.train["eval_interval"]),
+                }
+                rung = replace(rung, train=train_settings)
+            row = _neural_rung(
+                rung, tok, train, valid, test, device, out, progress, ngram_logp, preset.mix_weight
+            )
+        rungs.append(row)
+        _say(progress, f"{name}: valid {row.valid_ppl:.2f}, test {row.test_ppl:.2f}")
+    result = LadderResult(preset.name, data.name, kind, preset.summary, rungs)
+    if out:
+        write_json(out / "ladder.json", result.to_dict())
+        plot_ladder(result, out / "ladder.png")
+    return result
+
+
+def _ngram_rung(preset, tok, train, valid, test, out) -> tuple[RungResult, dict]:
+    start = time.perf_counter()
+    sentences = tokenize_lines(train, tok)
+    model = NgramLM.fit(
+        sentences, NgramConfig(order=preset.ngram_order, discount_fallback=(0.5, 1.0, 1.5))
+    )
+    seconds = time.perf_counter() - start
+    logp = {
+        split: model.token_log_probs(tokenize_lines(lines, tok))[0]
+        for split, lines in (("valid", valid), ("test", test))
+    }
+    if out:
+        save_ngram(out / "ngram", model, tok)
+    ppl = {split: perplexity(-float(v.sum()), len(v)) for split, v in logp.items()}
+    tokens = sum(len(s) + 1 for s in sentences)
+    row = RungResult(
+        "ngram",
+        sum(model.ngram_counts),
+        seconds,
+        tokens / seconds,
+        ppl["valid"],
+        ppl["test"],
+        extra={"order": preset.ngram_order},
+    )
+    return row, logp
+
+
+def _neural_rung(
+    rung, tok, train, valid, test, device, out, progress, ngram_logp, mix_weight
+) -> RungResult:
+    train_config = TrainConfig(**{**rung.train, "device": device})
+    model, result = train_model(
+        rung.family,
+        train,
+        valid,
+        tok,
+        rung.model,
+        train_config,
+        out_dir=out / rung.family if out else None,
+        progress=progress,
+    )
+    logp = {
+        split: stream_log_probs(model, token_stream(tok, lines)).numpy()
+        for split, lines in (("valid", valid), ("test", test))
+    }
+    ppl = {split: perplexity(-float(v.sum()), len(v)) for split, v in logp.items()}
+    tokens_per_step = train_config.batch_size * train_config.seq_len
+    curve = [
+        (h["step"] * tokens_per_step, h["valid_ppl"]) for h in result.history if "valid_ppl" in h
+    ]
+    extra = {}
+    if rung.family == "nnlm" and ngram_logp:
+        for split in ("valid", "test"):
+            mixed = mix_log_probs(logp[split], ngram_logp[split], mix_weight)
+            extra[f"mix_{split}_ppl"] = perplexity(-float(np.sum(mixed)), len(mixed))
+        extra["mix_weight"] = mix_weight
+    params = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+    return RungResult(
+        rung.family,
+        params,
+        result.train_seconds,
+        result.tokens_per_second,
+        ppl["valid"],
+        ppl["test"],
+        curve,
+        extra,
+    )
+
+
+def ladder_table(result: LadderResult) -> str:
+    """The ladder as a fixed-width text table."""
+    lines = [
+        f"{'model':<12}{'params':>12}{'train s':>10}{'tokens/s':>11}{'valid ppl':>11}{'test ppl':>10}"
+    ]
+    for r in result.rungs:
+        lines.append(
+            f"{r.model:<12}{r.params:>12,}{r.train_seconds:>10.1f}{r.tokens_per_second:>11,.0f}"
+            f"{r.valid_ppl:>11.2f}{r.test_ppl:>10.2f}"
+        )
+        if "mix_test_ppl" in r.extra:
+            label = f"{r.model}+ngram"
+            lines.append(
+                f"{label:<12}{'':>12}{'':>10}{'':>11}{r.extra['mix_valid_ppl']:>11.2f}"
+                f"{r.extra['mix_test_ppl']:>10.2f}   (mixed, weight {r.extra['mix_weight']})"
+            )
+    return "\n".join(lines)
+
+
+def plot_ladder(result: LadderResult, path: Path) -> None:
+    """Two panels: test perplexity per rung, and validation perplexity while training."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (bars, curves) = plt.subplots(1, 2, figsize=(12, 4.5))
+    names = [r.model for r in result.rungs]
+    values = [r.test_ppl for r in result.rungs]
+    bars.bar(names, values, color="tab:blue")
+    for i, v in enumerate(values):
+        bars.text(i, v, f"{v:.1f}", ha="center", va="bottom")
+    bars.set_ylabel("test perplexity (lower is better)")
+    bars.set_title(f"{result.corpus}, {result.tokenizer} tokenizer: test perplexity per rung")
+    for r in result.rungs:
+        if r.curve:
+            tokens, ppl = zip(*r.curve, strict=True)
+            curves.plot(tokens, ppl, marker="o", label=r.model)
+        elif r.model == "ngram":
+            curves.axhline(r.valid_ppl, color="gray", linestyle="--", label="ngram")
+    curves.set_xlabel("training tokens")
+    curves.set_ylabel("validation perplexity")
+    curves.set_yscale("log")
+    curves.set_title("validation perplexity while training")
+    curves.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def _say(progress: bool, text: str) -> None:
+    if progress:
+        print(text, file=sys.stderr, flush=True)

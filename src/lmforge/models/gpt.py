@@ -1,0 +1,319 @@
+"""Decoder-only Transformer language model (GPT).
+
+Papers: Radford et al., "Improving Language Understanding by Generative Pre-Training" (2018):
+a Transformer decoder (Vaswani et al. 2017) without cross-attention, trained to predict the next
+token; Radford et al., "Language Models are Unsupervised Multitask Learners" (2019, GPT-2):
+LayerNorm moved to the input of each sub-block plus a final LayerNorm ("pre-LN"), residual
+projections initialised with std 0.02 / sqrt(2 * n_layers), token embedding tied to the output
+softmax (Press & Wolf 2017).
+
+    h_0 = E[ids] + P[positions]                      (token + learned position embeddings)
+    a_l = h_{l-1} + Attn(LN(h_{l-1}))                (causal multi-head self-attention)
+    h_l = a_l + W_2 GELU(W_1 LN(a_l))                (position-wise MLP, width d_ff)
+    logits = LN(h_L) E^T                             (tied output head)
+
+Simplified compared with GPT-2: no byte-level BPE of its own (any lmforge tokenizer), no
+weight decay groups (the Trainer's business), the context is ``max_seq_len`` tokens; generation
+beyond it slides a window over the last ``max_seq_len`` tokens, recomputing it at every step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from lmforge.errors import ConfigError
+from lmforge.models.family import Family
+from lmforge.nn.attention import KVCache, MultiHeadAttention
+from lmforge.nn.layers import OutputHead
+from lmforge.nn.sampling import Sampler, generate
+
+__all__ = ["FAMILY", "GPT", "GPTCache", "GPTConfig"]
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    """Settings of a GPT model.
+
+    Args:
+        vocab_size: number of tokens, set from the tokenizer by the caller (0 = not yet set;
+            building a model then raises ConfigError).
+        d_model: width of the residual stream, divisible by n_heads.
+        n_layers: number of Transformer blocks, >= 1.
+        n_heads: attention heads per block, >= 1.
+        d_ff: hidden width of the MLP, >= 1 (GPT-2: 4 * d_model).
+        max_seq_len: context size in tokens (number of learned positions), >= 1.
+        dropout: dropout probability in [0, 1) on embeddings, attention weights and residuals.
+        tie_embeddings: share the token embedding with the output layer.
+        bias: biases in the linear layers (LayerNorms always have them).
+    """
+
+    vocab_size: int = 0
+    d_model: int = 128
+    n_layers: int = 4
+    n_heads: int = 4
+    d_ff: int = 512
+    max_seq_len: int = 64
+    dropout: float = 0.0
+    tie_embeddings: bool = True
+    bias: bool = True
+
+    def __post_init__(self) -> None:
+        if not _is_int(self.vocab_size) or self.vocab_size < 0:
+            raise ConfigError(
+                f"vocab_size must be an integer >= 0 (0 = set from the tokenizer), "
+                f"got {self.vocab_size!r}"
+            )
+        for name in ("d_model", "n_layers", "n_heads", "d_ff", "max_seq_len"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+        if self.d_model % self.n_heads:
+            raise ConfigError(
+                f"d_model must be divisible by n_heads, got d_model={self.d_model} and "
+                f"n_heads={self.n_heads}; choose n_heads among the divisors of d_model"
+            )
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, int | float):
+            raise ConfigError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
+        for name in ("tie_embeddings", "bias"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+
+    @property
+    def head_dim(self) -> int:
+        """Width of one attention head, d_model / n_heads."""
+        return self.d_model // self.n_heads
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# ---------------------------------------------------------------------------------------------
+# Modules.
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward network: Linear(d_model, d_ff) -> GELU -> Linear -> dropout.
+
+    GELU(x) = x Φ(x) exactly (Hendrycks & Gimpel 2016), as nanoGPT; GPT-2 used the tanh
+    approximation, which differs by < 1e-3 and is twice as slow in PyTorch on CPU.
+    """
+
+    def __init__(self, d_model: int, d_ff: int, dropout: float, bias: bool = True) -> None:
+        super().__init__()
+        self.fc = nn.Linear(d_model, d_ff, bias=bias)
+        self.proj = nn.Linear(d_ff, d_model, bias=bias)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.proj(F.gelu(self.fc(x)))  # (B, T, d_model)
+        return self.dropout(y) if self.training else y  # (eval: skip the call, it is per token)
+
+
+class Block(nn.Module):
+    """One pre-LN Transformer decoder block: x + Attn(LN(x)), then x + MLP(LN(x))."""
+
+    def __init__(
+        self, d_model: int, n_heads: int, d_ff: int, dropout: float, bias: bool = True
+    ) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(d_model)
+        self.attn = MultiHeadAttention(d_model, n_heads, dropout, bias=bias, causal=True)
+        self.ln_2 = nn.LayerNorm(d_model)
+        self.mlp = MLP(d_model, d_ff, dropout, bias=bias)
+
+    def forward(
+        self, x: torch.Tensor, cache: KVCache | None = None
+    ) -> tuple[torch.Tensor, KVCache]:
+        """(B, T, d_model) -> (B, T, d_model), and this layer's keys and values for the cache."""
+        attended, new_cache = self.attn(self.ln_1(x), cache)
+        x = x + attended
+        x = x + self.mlp(self.ln_2(x))
+        return x, new_cache
+
+
+@dataclass(frozen=True)
+class GPTCache:
+    """What ``GPT.step`` carries from one call to the next.
+
+    Attributes:
+        ids: (B, max_seq_len) buffer whose first ``length`` columns are the tokens of the current
+            window (kept to recompute the window when it slides).
+        layers: per block, the keys and values of those tokens.
+    """
+
+    ids: torch.Tensor
+    layers: list[KVCache]
+
+    @property
+    def length(self) -> int:
+        return self.layers[0].length
+
+    @property
+    def window(self) -> torch.Tensor:
+        """(B, length) the tokens in the current window."""
+        return self.ids[:, : self.length]
+
+
+# ---------------------------------------------------------------------------------------------
+# The model.
+
+
+class GPT(nn.Module):
+    """Decoder-only Transformer language model, following the neural family protocol
+    (``lmforge.models.family``).
+
+    Raises:
+        ConfigError: ``config.vocab_size`` is still 0.
+    """
+
+    recurrent = False
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        if config.vocab_size < 1:
+            raise ConfigError(
+                "vocab_size must be >= 1 to build a GPT, got 0; set it from the tokenizer "
+                "(GPTConfig(vocab_size=len(tokenizer), ...))"
+            )
+        self.config = config
+        c = config
+        self.tok_emb = nn.Embedding(c.vocab_size, c.d_model)
+        self.pos_emb = nn.Embedding(c.max_seq_len, c.d_model)
+        self.emb_dropout = nn.Dropout(c.dropout)
+        self.blocks = nn.ModuleList(
+            Block(c.d_model, c.n_heads, c.d_ff, c.dropout, bias=c.bias) for _ in range(c.n_layers)
+        )
+        self.ln_f = nn.LayerNorm(c.d_model)
+        self.head = OutputHead(
+            c.d_model, c.vocab_size, tie_to=self.tok_emb if c.tie_embeddings else None
+        )
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """GPT-2 initialisation: N(0, 0.02) weights, zero biases, and the two projections that
+        add into the residual stream scaled by 1/sqrt(2 * n_layers) (Radford et al. 2019, 2.3)."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear | nn.Embedding):
+                nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+        residual_std = 0.02 / math.sqrt(2 * self.config.n_layers)
+        for block in self.blocks:
+            nn.init.normal_(block.attn.proj.weight, mean=0.0, std=residual_std)
+            nn.init.normal_(block.mlp.proj.weight, mean=0.0, std=residual_std)
+
+    @property
+    def context_size(self) -> int:
+        return self.config.max_seq_len
+
+    def init_state(self, batch_size: int, device: torch.device | str | None = None) -> None:
+        return None
+
+    def num_parameters(self) -> int:
+        """Number of parameters, each shared tensor (the tied embedding) counted once."""
+        return sum(p.numel() for p in self.parameters())  # parameters() skips duplicates
+
+    def hidden_states(
+        self, ids: torch.Tensor, start: int = 0, caches: list[KVCache] | None = None
+    ) -> tuple[torch.Tensor, list[KVCache]]:
+        """The final-LayerNorm'd hidden vectors.
+
+        Args:
+            ids: (B, T) token ids at positions start .. start + T - 1 (< max_seq_len).
+            start: position of the first token (the number of cached positions).
+            caches: per block, keys and values of the ``start`` earlier tokens, or None.
+
+        Returns:
+            (B, T, d_model) hidden vectors, and per block the keys and values of all
+            ``start + T`` tokens.
+        """
+        length = ids.shape[1]
+        if start + length > self.config.max_seq_len:
+            raise ConfigError(
+                f"a GPT with max_seq_len={self.config.max_seq_len} cannot read {start + length} "
+                f"tokens at once; give windows of at most max_seq_len tokens"
+            )
+        positions = self.pos_emb.weight[start : start + length]  # (T, d_model), a view
+        x = self.tok_emb(ids) + positions  # (B, T, d_model)
+        if self.training:
+            x = self.emb_dropout(x)
+        new_caches = []
+        for i, block in enumerate(self.blocks):
+            x, kv = block(x, None if caches is None else caches[i])
+            new_caches.append(kv)
+        return self.ln_f(x), new_caches
+
+    def forward(self, ids: torch.Tensor, state: None = None) -> tuple[torch.Tensor, None]:
+        """(B, T) ids -> (B, T, vocab_size) next-token logits, and no state."""
+        hidden, _ = self.hidden_states(ids)
+        return self.head.logits(hidden), None
+
+    def log_probs(
+        self, inputs: torch.Tensor, targets: torch.Tensor, state: None = None
+    ) -> tuple[torch.Tensor, None]:
+        """(B, T), (B, T) -> (B, T) log p(targets[:, t] | inputs[:, :t+1]), and no state."""
+        hidden, _ = self.hidden_states(inputs)
+        return self.head.target_log_probs(hidden, targets), None
+
+    def step(
+        self, ids: torch.Tensor, cache: GPTCache | None = None
+    ) -> tuple[torch.Tensor, GPTCache]:
+        """One generation step with a per-layer KV cache.
+
+        Args:
+            ids: (B, t) the prompt when cache is None, else the newest token(s).
+            cache: what the previous step returned.
+
+        Returns:
+            (B, vocab_size) logits of the next token, and the cache for the next step (its
+            buffers are written in place: continue from the newest cache only). When the window
+            would exceed max_seq_len, the last max_seq_len tokens are recomputed from scratch
+            (learned absolute positions cannot be shifted inside a cache).
+        """
+        limit = self.config.max_seq_len
+        if cache is None or cache.length + ids.shape[1] > limit:
+            if cache is not None:
+                ids = torch.cat([cache.window, ids], dim=1)
+            ids = ids[:, -limit:]
+            cache = self.empty_cache(ids)
+        start, end = cache.length, cache.length + ids.shape[1]
+        hidden, layers = self.hidden_states(ids, start, cache.layers)
+        cache.ids[:, start:end] = ids
+        return self.head.logits(hidden[:, -1]), GPTCache(cache.ids, layers)
+
+    def empty_cache(self, like: torch.Tensor) -> GPTCache:
+        """An empty cache with room for max_seq_len positions, for a batch like ``like``."""
+        c = self.config
+        batch, capacity = like.shape[0], c.max_seq_len
+        weight = self.tok_emb.weight
+        layers = [
+            KVCache.empty(batch, c.n_heads, c.head_dim, capacity, weight) for _ in self.blocks
+        ]
+        return GPTCache(like.new_empty(batch, capacity), layers)
+
+    def generate(
+        self,
+        prompt_ids: torch.Tensor,
+        max_new_tokens: int,
+        sampler: Sampler,
+        eos_id: int | None = None,
+    ) -> torch.Tensor:
+        """(B, t) prompt -> (B, t + max_new_tokens) ids (fewer when every row reached eos_id)."""
+        return generate(self, prompt_ids, max_new_tokens, sampler, eos_id=eos_id)
+
+
+FAMILY = Family(
+    name="gpt",
+    config_class=GPTConfig,
+    model_class=GPT,
+    fitting="trainer",
+    summary="decoder-only Transformer (GPT): causal self-attention, pre-LN, tied embeddings",
+)

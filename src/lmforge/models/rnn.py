@@ -1,0 +1,261 @@
+"""Recurrent language models: families ``rnn`` (Elman), ``lstm`` and ``gru``.
+
+Papers:
+
+- ``rnn``: Mikolov, Karafiat, Burget, Cernocky & Khudanpur, "Recurrent neural network based
+  language model" (Interspeech 2010): h_t = tanh(W_ih x_t + W_hh h_{t-1} + b), softmax output.
+- ``lstm``: Zaremba, Sutskever & Vinyals, "Recurrent Neural Network Regularization" (2014):
+  stacked LSTMs (Hochreiter & Schmidhuber 1997) with dropout on the non-recurrent connections
+  only: on the embeddings, between layers and before the softmax, never on h_{t-1} -> h_t.
+- ``gru``: Cho et al., "Learning Phrase Representations using RNN Encoder-Decoder for
+  Statistical Machine Translation" (2014), the gated recurrent unit.
+
+All three share one model, ``RecurrentLM``: embedding (size ``d_model``) -> dropout ->
+``n_layers`` of ``torch.nn.RNN`` / ``LSTM`` / ``GRU`` (dropout between layers) -> dropout ->
+``OutputHead`` (full, tied to the embedding as Press & Wolf 2017, or adaptive). Every weight is
+initialised uniform(-0.1, 0.1), Zaremba's setting for the small model (they use 0.05 and 0.04
+for the medium and large ones). Training is truncated backpropagation through time: the
+Trainer carries the state from one batch to the next (``recurrent = True``) and detaches it.
+
+Simplified compared with the papers: Mikolov's RNNLM used a class-based output layer and
+backpropagation through time with its own truncation; here the output is the shared
+``OutputHead`` (its adaptive softmax plays the role of the classes) and optimisation is the
+Trainer's. Zaremba's learning-rate schedule and gradient clipping (norm 5) belong to the
+Trainer's config, not to this file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import TYPE_CHECKING, ClassVar
+
+import torch
+from torch import nn
+
+from lmforge.errors import ConfigError
+from lmforge.models.family import Family
+from lmforge.nn.layers import OutputHead
+
+if TYPE_CHECKING:  # sampling imports lazily: it is only needed to generate
+    from lmforge.nn.sampling import Sampler
+
+__all__ = [
+    "CELLS",
+    "RNNConfig",
+    "RNNLMConfig",
+    "LSTMConfig",
+    "GRUConfig",
+    "RecurrentLM",
+    "FAMILY_RNN",
+    "FAMILY_LSTM",
+    "FAMILY_GRU",
+]
+
+CELLS = ("rnn", "lstm", "gru")
+INIT_RANGE = 0.1  # Zaremba et al.'s small model
+
+# A state is h (n_layers, B, d_model), or (h, c) for the LSTM.
+State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class RNNConfig:
+    """Settings of a recurrent LM.
+
+    Args:
+        vocab_size: number of tokens, set from the tokenizer (0 until then).
+        cell: "rnn" (Elman, tanh), "lstm" or "gru".
+        d_model: size of the embeddings and of every layer's hidden state.
+        n_layers: number of stacked recurrent layers.
+        dropout: dropout on the non-recurrent connections (Zaremba et al. 2014).
+        tie_embeddings: the output layer reuses the embedding matrix (needs a full softmax).
+        adaptive_cutoffs: () for a full softmax, else increasing cluster boundaries of an
+            adaptive softmax (ids sorted by falling frequency), e.g. (2000, 6000).
+    """
+
+    family_cell: ClassVar[str | None] = None  # the cell a family's subclass requires
+
+    vocab_size: int = 0
+    cell: str = "lstm"
+    d_model: int = 200
+    n_layers: int = 2
+    dropout: float = 0.0
+    tie_embeddings: bool = False
+    adaptive_cutoffs: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_int("vocab_size", self.vocab_size, 0, " (0 until set from the tokenizer)")
+        if self.cell not in CELLS:
+            raise ConfigError(f"cell must be one of {', '.join(CELLS)}; got {self.cell!r}")
+        if self.family_cell is not None and self.cell != self.family_cell:
+            raise ConfigError(
+                f"cell must be {self.family_cell!r} in the {self.family_cell} family, got "
+                f"{self.cell!r}; use the {self.cell} family for that cell"
+            )
+        _check_int("d_model", self.d_model, 1)
+        _check_int("n_layers", self.n_layers, 1)
+        _check_dropout(self.dropout)
+        if not isinstance(self.tie_embeddings, bool):
+            raise ConfigError(f"tie_embeddings must be true or false, got {self.tie_embeddings!r}")
+        object.__setattr__(self, "adaptive_cutoffs", _checked_cutoffs(self.adaptive_cutoffs))
+        if self.tie_embeddings and self.adaptive_cutoffs:
+            raise ConfigError(
+                "tie_embeddings needs a full softmax; set adaptive_cutoffs to () or "
+                "tie_embeddings to false"
+            )
+
+
+@dataclass(frozen=True)
+class RNNLMConfig(RNNConfig):
+    """``RNNConfig`` of the ``rnn`` family (Elman cells)."""
+
+    family_cell: ClassVar[str | None] = "rnn"
+    cell: str = "rnn"
+
+
+@dataclass(frozen=True)
+class LSTMConfig(RNNConfig):
+    """``RNNConfig`` of the ``lstm`` family."""
+
+    family_cell: ClassVar[str | None] = "lstm"
+    cell: str = "lstm"
+
+
+@dataclass(frozen=True)
+class GRUConfig(RNNConfig):
+    """``RNNConfig`` of the ``gru`` family."""
+
+    family_cell: ClassVar[str | None] = "gru"
+    cell: str = "gru"
+
+
+def _check_int(field: str, value: object, low: int, note: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{field} must be an integer >= {low}{note}, got {value!r}")
+
+
+def _check_dropout(value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+        raise ConfigError(f"dropout must be a number in [0, 1), got {value!r}")
+
+
+def _is_whole_number(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and value % 1 == 0
+
+
+def _checked_cutoffs(cutoffs: object) -> tuple[int, ...]:
+    """The cutoffs as a tuple of ints (JSON gives a list, CLI flags give floats), checked."""
+    values = tuple(cutoffs) if isinstance(cutoffs, list | tuple) else ("?",)
+    if not all(_is_whole_number(c) for c in values):
+        raise ConfigError(f"adaptive_cutoffs must be a tuple of integers, got {cutoffs!r}")
+    values = tuple(int(c) for c in values)
+    if any(c < 1 for c in values) or any(a >= b for a, b in pairwise(values)):
+        raise ConfigError(
+            "adaptive_cutoffs must be increasing positive token ids such as (2000, 6000), "
+            f"or () for a full softmax; got {cutoffs!r}"
+        )
+    return values
+
+
+# ---------------------------------------------------------------------------------------------
+# The model.
+
+
+def recurrent_layers(cell: str, d_model: int, n_layers: int, dropout: float) -> nn.Module:
+    """``n_layers`` stacked cells, batch first, dropout on the outputs between layers only."""
+    between = dropout if n_layers > 1 else 0.0  # torch warns when there is no "between"
+    if cell == "lstm":
+        return nn.LSTM(d_model, d_model, n_layers, batch_first=True, dropout=between)
+    if cell == "gru":
+        return nn.GRU(d_model, d_model, n_layers, batch_first=True, dropout=between)
+    return nn.RNN(
+        d_model, d_model, n_layers, nonlinearity="tanh", batch_first=True, dropout=between
+    )
+
+
+class RecurrentLM(nn.Module):
+    """Embedding -> stacked RNN / LSTM / GRU -> output head; the state is carried by the caller."""
+
+    recurrent = True
+
+    def __init__(self, config: RNNConfig) -> None:
+        super().__init__()
+        if config.vocab_size < 1:
+            raise ConfigError("vocab_size must be set (>= 1) from the tokenizer before building")
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.d_model)
+        self.drop = nn.Dropout(config.dropout)
+        self.layers = recurrent_layers(config.cell, config.d_model, config.n_layers, config.dropout)
+        tie_to = self.embed if config.tie_embeddings else None
+        self.head = OutputHead(config.d_model, config.vocab_size, config.adaptive_cutoffs, tie_to)
+        for p in self.parameters():  # tied weights come once
+            nn.init.uniform_(p, -INIT_RANGE, INIT_RANGE)
+
+    @property
+    def context_size(self) -> int:
+        return 0
+
+    def init_state(self, batch_size: int, device: torch.device | str | None = None) -> State:
+        """Zeros: h (n_layers, B, d_model), or (h, c) for the LSTM."""
+        weight = self.embed.weight
+        shape = (self.config.n_layers, batch_size, self.config.d_model)
+        h = torch.zeros(shape, dtype=weight.dtype, device=device or weight.device)
+        return (h, torch.zeros_like(h)) if self.config.cell == "lstm" else h
+
+    def hidden(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        """(B, T) ids -> (B, T, d_model) top-layer outputs (after dropout), and the new state."""
+        if state is None:
+            state = self.init_state(ids.shape[0], ids.device)
+        x = self.drop(self.embed(ids))  # (B, T, d_model)
+        out, state = self.layers(x, state)  # (B, T, d_model)
+        return self.drop(out), state
+
+    def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        """(B, T) ids -> (B, T, V) logits of the next token (log-probs when adaptive), state."""
+        out, state = self.hidden(ids, state)
+        return self.head.logits(out), state
+
+    def log_probs(
+        self, inputs: torch.Tensor, targets: torch.Tensor, state: State | None = None
+    ) -> tuple[torch.Tensor, State]:
+        """(B, T), (B, T) -> (B, T) log p(targets[:, t] | state, inputs[:, :t+1]), state."""
+        out, state = self.hidden(inputs, state)
+        return self.head.target_log_probs(out, targets), state
+
+    def step(self, ids: torch.Tensor, cache: State | None = None) -> tuple[torch.Tensor, State]:
+        """Logits (B, V) of the next token; the cache is the recurrent state.
+
+        Args:
+            ids: (B, t) the prompt when ``cache`` is None (t >= 1), else the newest ids.
+            cache: what the previous call returned.
+        """
+        out, state = self.hidden(ids, cache)
+        return self.head.logits(out[:, -1]), state
+
+    def generate(
+        self,
+        prompt_ids: torch.Tensor,
+        max_new_tokens: int,
+        sampler: Sampler,
+        eos_id: int | None = None,
+    ) -> torch.Tensor:
+        """(B, t) -> (B, t + max_new_tokens) through ``lmforge.nn.sampling.generate``."""
+        from lmforge.nn.sampling import generate
+
+        return generate(self, prompt_ids, max_new_tokens, sampler, eos_id=eos_id)
+
+    def num_parameters(self) -> int:
+        """Number of trainable numbers (a tied matrix counted once)."""
+        return sum(p.numel() for p in self.parameters())
+
+
+def _family(name: str, config_class: type, summary: str) -> Family:
+    return Family(name, config_class, RecurrentLM, "trainer", summary)
+
+
+FAMILY_RNN = _family("rnn", RNNLMConfig, "Elman recurrent LM (Mikolov et al. 2010)")
+FAMILY_LSTM = _family(
+    "lstm", LSTMConfig, "stacked LSTM LM with non-recurrent dropout (Zaremba et al. 2014)"
+)
+FAMILY_GRU = _family("gru", GRUConfig, "stacked GRU LM (Cho et al. 2014)")

@@ -1,0 +1,582 @@
+"""The one Trainer for every neural family.
+
+It knows nothing about a family beyond the protocol in ``lmforge.models.family``: batching comes
+from ``model.recurrent`` (random windows, or parallel rows with a carried state for truncated
+BPTT), the loss is ``-model.log_probs(inputs, targets, state).mean()``. It owns the loop, AdamW or
+SGD, warmup + cosine or divide-on-plateau schedules, gradient accumulation and clipping, bf16
+autocast (for GPUs), evaluation, early stopping, atomic checkpoints with exact resume, progress,
+``metrics.jsonl``, and data parallelism under ``torchrun`` (gloo on CPU, nccl on GPU).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm import tqdm
+
+from lmforge.checkpoint import read_json, write_json
+from lmforge.data.batching import StreamBatches, WindowBatches, eval_rows, eval_windows
+from lmforge.errors import CheckpointError, ConfigError
+from lmforge.train.schedules import Plateau, warmup_cosine
+
+__all__ = ["TrainConfig", "TrainResult", "Trainer", "evaluate_model", "lm_loss", "stream_log_probs"]
+
+WEIGHTS, STATE_DIR, METRICS = "model.safetensors", "trainer_state", "metrics.jsonl"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything about training that is not the model.
+
+    ``seq_len`` is the window length for non-recurrent models and the BPTT length for recurrent
+    ones. ``max_seconds`` > 0 stops early on a time budget (such a stop is not reproducible).
+    ``schedule``: "cosine" (warmup then cosine to ``min_lr``), "plateau" (divide by
+    ``plateau_factor`` when validation stops improving) or "constant". ``threads`` > 0 sets
+    torch's CPU threads when training starts (1 is often fastest for small models on a busy
+    2-core machine); 0 keeps torch's default.
+    """
+
+    batch_size: int = 32
+    seq_len: int = 64
+    max_steps: int = 1000
+    max_seconds: float = 0.0
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    schedule: str = "cosine"
+    warmup_steps: int = 100
+    plateau_factor: float = 2.0
+    weight_decay: float = 0.1
+    beta2: float = 0.99
+    momentum: float = 0.0
+    grad_clip: float = 1.0
+    grad_accum: int = 1
+    eval_interval: int = 200
+    eval_tokens: int = 0
+    patience: int = 0
+    log_interval: int = 10
+    seed: int = 1337
+    device: str = "cpu"
+    dtype: str = "float32"
+    compile: bool = False
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        choices = {
+            "optimizer": ("adamw", "sgd"),
+            "schedule": ("cosine", "plateau", "constant"),
+            "dtype": ("float32", "bfloat16"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(
+                    f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
+                )
+        for name in (
+            "batch_size",
+            "seq_len",
+            "max_steps",
+            "grad_accum",
+            "eval_interval",
+            "log_interval",
+        ):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.batch_size % self.grad_accum:
+            raise ConfigError(f"batch_size ({self.batch_size}) must be a multiple of grad_accum")
+        if self.lr <= 0 or self.min_lr < 0:
+            raise ConfigError("lr must be > 0 and min_lr >= 0")
+
+
+@dataclass
+class TrainResult:
+    """What a run did: steps, time, speed and its best validation loss (nats per token)."""
+
+    steps: int
+    train_seconds: float
+    tokens_per_second: float
+    best_valid_loss: float
+    history: list[dict] = field(default_factory=list)
+
+    @property
+    def best_valid_ppl(self) -> float:
+        return math.exp(self.best_valid_loss)
+
+
+def lm_loss(model: nn.Module, inputs, targets, state=None):
+    """Mean negative log-likelihood per target token, and the new state."""
+    logp, state = model.log_probs(inputs, targets, state)
+    return -logp.mean(), state
+
+
+class _LossModule(nn.Module):
+    """The loss as a module's forward, so DDP and torch.compile see the whole step."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs, targets, state=None):
+        return lm_loss(self.model, inputs, targets, state)
+
+
+def detach_state(state):
+    """Cut the graph behind a carried recurrent state (truncated BPTT)."""
+    if state is None:
+        return None
+    if isinstance(state, torch.Tensor):
+        return state.detach()
+    return type(state)(detach_state(s) for s in state)
+
+
+@torch.no_grad()
+def stream_log_probs(model: nn.Module, stream: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
+    """(N-1,) log p of every target of ``stream`` (each token after the first), in order.
+
+    Recurrent models read ``batch_size`` contiguous rows with a carried state; others read
+    overlapping windows (``lmforge.data.batching.eval_windows``), so every target is scored once
+    with as much context as the model can take.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = torch.empty(len(stream) - 1)
+    if model.recurrent:
+        inputs, targets, mask = eval_rows(stream, batch_size)
+        index = torch.arange(mask.numel()).view(mask.shape)  # target number of each cell
+        state = model.init_state(inputs.shape[0], device)
+        for start in range(0, inputs.shape[1], 256):
+            part = slice(start, start + 256)
+            x, y = inputs[:, part].to(device), targets[:, part].to(device)
+            logp, state = model.log_probs(x, y, state)
+            keep = mask[:, part]
+            out[index[:, part][keep]] = logp.cpu()[keep]
+    else:
+        windows = list(eval_windows(stream, model.context_size))
+        done = 0
+        for first in range(0, len(windows), batch_size):
+            group = windows[first : first + batch_size]
+            width = max(len(w[0]) for w in group)
+            inputs = torch.zeros(len(group), width, dtype=torch.long)
+            targets = torch.zeros_like(inputs)
+            mask = torch.zeros(len(group), width, dtype=torch.bool)
+            for row, (x, y, m) in enumerate(group):
+                inputs[row, : len(x)], targets[row, : len(y)], mask[row, : len(m)] = x, y, m
+            logp, _ = model.log_probs(inputs.to(device), targets.to(device))
+            scored = logp.cpu()[mask]  # row by row, in stream order
+            out[done : done + len(scored)] = scored
+            done += len(scored)
+    model.train(was_training)
+    return out
+
+
+def evaluate_model(
+    model: nn.Module, stream: torch.Tensor, batch_size: int = 16, max_tokens: int = 0
+) -> tuple[float, int]:
+    """Summed negative log-likelihood (nats) and number of targets of ``stream``."""
+    if max_tokens:
+        stream = stream[: max_tokens + 1]
+    logp = stream_log_probs(model, stream, batch_size)
+    return -float(logp.sum()), len(logp)
+
+
+class Trainer:
+    """Trains one model on one token stream, optionally checkpointing to ``out_dir``.
+
+    Args:
+        model: a neural family's module (see ``lmforge.models.family``).
+        config: the TrainConfig.
+        train_stream: (N,) token ids (``lmforge.data.batching.token_stream``).
+        valid_stream: ids for evaluation every ``eval_interval`` steps, or None.
+        out_dir: folder for ``model.safetensors``, ``trainer_state/`` and ``metrics.jsonl``;
+            the caller writes ``config.json`` and ``tokenizer.json`` there.
+        progress: show a progress bar (rank 0 only).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        config: TrainConfig,
+        train_stream: torch.Tensor,
+        valid_stream: torch.Tensor | None = None,
+        out_dir: str | os.PathLike | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.config = config
+        self.out_dir = Path(out_dir) if out_dir else None
+        self.rank, self.world = _init_distributed(config.device)
+        self.device = torch.device(
+            config.device if config.device != "cuda" else f"cuda:{self._local_rank()}"
+        )
+        self.model = model.to(self.device)
+        self.valid_stream = valid_stream
+        self.progress = progress and self.rank == 0
+        if config.batch_size % (self.world * config.grad_accum):
+            raise ConfigError(
+                f"batch_size ({config.batch_size}) must divide evenly over {self.world} processes "
+                f"x grad_accum {config.grad_accum}"
+            )
+        if model.recurrent:
+            self.batches = StreamBatches(train_stream, config.batch_size, config.seq_len)
+        else:
+            if config.seq_len > model.context_size and model.context_size >= 32:
+                raise ConfigError(
+                    f"seq_len ({config.seq_len}) exceeds the model's max_seq_len ({model.context_size})"
+                )
+            self.batches = WindowBatches(
+                train_stream, config.batch_size, config.seq_len, config.seed
+            )
+        self.optimizer = _make_optimizer(self.model, config)
+        self.plateau = Plateau(config.plateau_factor)
+        self.step = 0
+        self.best_valid = math.inf
+        self.bad_evals = 0
+        self.train_seconds = 0.0
+        self.tokens_seen = 0
+        self.state = None
+        self.best_weights: dict[str, torch.Tensor] | None = None
+        self.history: list[dict] = []
+        wrapped: nn.Module = _LossModule(self.model)
+        if self.world > 1:
+            wrapped = nn.parallel.DistributedDataParallel(wrapped)
+        self.loss_module = torch.compile(wrapped) if config.compile else wrapped
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    def fit(self, resume: bool = False, stop_at: int | None = None) -> TrainResult:
+        """Train until ``max_steps`` (or the time budget, or early stopping).
+
+        Args:
+            resume: continue from ``out_dir``'s trainer state (bitwise the same as a run that was
+                never interrupted, on the CPU).
+            stop_at: stop after this step without finishing (to test resuming).
+        """
+        cfg = self.config
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        if resume:
+            self._load_state()
+        else:
+            torch.manual_seed(cfg.seed + self.rank)
+        bar = tqdm(
+            total=cfg.max_steps,
+            initial=self.step,
+            disable=not self.progress,
+            unit="step",
+            dynamic_ncols=True,
+        )
+        self.model.train()
+        while self.step < cfg.max_steps:
+            started = time.perf_counter()
+            lr = self._set_lr()
+            loss, grad_norm = self._train_step()
+            self.train_seconds += time.perf_counter() - started
+            self.tokens_seen += cfg.batch_size * cfg.seq_len
+            self.step += 1
+            speed = self.tokens_seen / max(self.train_seconds, 1e-9)
+            bar.update(1)
+            if self.step % cfg.log_interval == 0 or self.step == cfg.max_steps:
+                bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{speed:,.0f}")
+                self._log(
+                    {
+                        "step": self.step,
+                        "loss": loss,
+                        "lr": lr,
+                        "grad_norm": grad_norm,
+                        "tokens_per_second": speed,
+                    }
+                )
+            done = self.step == cfg.max_steps or (
+                cfg.max_seconds and self.train_seconds >= cfg.max_seconds
+            )
+            if self.step % cfg.eval_interval == 0 or done:
+                stop = self._evaluate_and_checkpoint()
+                if stop:
+                    done = True
+            if done or (stop_at is not None and self.step >= stop_at):
+                break
+        bar.close()
+        killed = stop_at is not None and stop_at <= self.step < cfg.max_steps
+        if not killed:
+            self._finish()
+        return TrainResult(
+            self.step,
+            self.train_seconds,
+            self.tokens_seen / max(self.train_seconds, 1e-9),
+            self.best_valid,
+            self.history,
+        )
+
+    def _train_step(self) -> tuple[float, float]:
+        cfg = self.config
+        inputs, targets, reset = self.batches.batch(self.step)
+        rows = slice(
+            self.rank * cfg.batch_size // self.world, (self.rank + 1) * cfg.batch_size // self.world
+        )
+        inputs, targets = inputs[rows].to(self.device), targets[rows].to(self.device)
+        if self.model.recurrent and (reset or self.state is None):
+            self.state = self.model.init_state(inputs.shape[0], self.device)
+        micro = inputs.shape[0] // cfg.grad_accum
+        total = 0.0
+        states = []
+        for i in range(cfg.grad_accum):
+            part = slice(i * micro, (i + 1) * micro)
+            state = _slice_state(self.state, part)
+            with self._autocast():
+                loss, state = self.loss_module(inputs[part], targets[part], state)
+            (loss / cfg.grad_accum).backward()
+            total += loss.item() / cfg.grad_accum
+            states.append(detach_state(state))
+        self.state = _concat_states(states)
+        grad_norm = float(
+            nn.utils.clip_grad_norm_(
+                self.model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf
+            )
+        )
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return total, grad_norm
+
+    def _set_lr(self) -> float:
+        cfg = self.config
+        if cfg.schedule == "cosine":
+            step = self.step
+            if cfg.max_seconds:  # anneal against whichever budget, steps or seconds, ends first
+                step = max(step, int(cfg.max_steps * self.train_seconds / cfg.max_seconds))
+            lr = warmup_cosine(step, cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.max_steps)
+        elif cfg.schedule == "plateau":
+            lr = max(cfg.lr * self.plateau.scale, cfg.min_lr)
+        else:
+            lr = cfg.lr
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def _autocast(self):
+        enabled = self.config.dtype == "bfloat16"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    # -- evaluation, early stopping, checkpoints --------------------------------------------------
+
+    def _evaluate_and_checkpoint(self) -> bool:
+        """Evaluate, update plateau / early stopping, checkpoint; True to stop training."""
+        stop = False
+        if self.valid_stream is not None:
+            nll, count = evaluate_model(
+                self.model, self.valid_stream, max_tokens=self.config.eval_tokens
+            )
+            valid = nll / count
+            self._log({"step": self.step, "valid_loss": valid, "valid_ppl": math.exp(valid)})
+            if self.config.schedule == "plateau":
+                self.plateau.update(valid)
+            if valid < self.best_valid:
+                self.best_valid, self.bad_evals = valid, 0
+                self.best_weights = {
+                    k: v.detach().clone() for k, v in self.model.state_dict().items()
+                }
+            else:
+                self.bad_evals += 1
+                stop = bool(self.config.patience) and self.bad_evals >= self.config.patience
+            if self.progress:
+                tqdm.write(f"step {self.step}: valid loss {valid:.4f}, ppl {math.exp(valid):.2f}")
+        self._save_state()
+        return stop
+
+    def _finish(self) -> None:
+        """Keep the best-validation weights as the model."""
+        if self.best_weights is not None:
+            self.model.load_state_dict(self.best_weights)
+        if self.out_dir and self.rank == 0:
+            _save_weights(self.model.state_dict(), self.out_dir / WEIGHTS)
+
+    def _save_state(self) -> None:
+        if not self.out_dir or self.rank != 0:
+            return
+        state_dir = self.out_dir / STATE_DIR
+        tensors, optim_meta = _flatten_optimizer(self.optimizer.state_dict())
+        tensors["rng"] = torch.get_rng_state()
+        for i, t in enumerate(_state_tensors(self.state)):
+            tensors[f"carried.{i}"] = t
+        _save_weights(self.model.state_dict(), state_dir / "last.safetensors")
+        if self.best_weights is not None:
+            _save_weights(self.best_weights, state_dir / "best.safetensors")
+        _save_weights(tensors, state_dir / "optimizer.safetensors")
+        meta = {
+            "step": self.step,
+            "best_valid": self.best_valid if math.isfinite(self.best_valid) else None,
+            "bad_evals": self.bad_evals,
+            "plateau": {
+                "scale": self.plateau.scale,
+                "best": self.plateau.best if math.isfinite(self.plateau.best) else None,
+            },
+            "train_seconds": self.train_seconds,
+            "tokens_seen": self.tokens_seen,
+            "carried_layout": _state_layout(self.state),
+            "optimizer": optim_meta,
+            "train_config": asdict(self.config),
+        }
+        write_json(state_dir / "trainer.json", meta)  # written last: marks a complete checkpoint
+        _save_weights(self.model.state_dict(), self.out_dir / WEIGHTS)
+
+    def _load_state(self) -> None:
+        if not self.out_dir:
+            raise ConfigError("resume needs an output folder with a checkpoint")
+        state_dir = self.out_dir / STATE_DIR
+        meta = read_json(state_dir / "trainer.json", "trainer state (nothing to resume)")
+        try:
+            self.model.load_state_dict(
+                load_file(str(state_dir / "last.safetensors"), device=str(self.device))
+            )
+            tensors = load_file(str(state_dir / "optimizer.safetensors"))
+            best = state_dir / "best.safetensors"
+            self.best_weights = load_file(str(best)) if best.exists() else None
+        except (OSError, RuntimeError, ValueError) as err:
+            raise CheckpointError(
+                f"{state_dir}: cannot resume from a corrupt checkpoint ({err})"
+            ) from None
+        self.optimizer.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
+        torch.set_rng_state(tensors["rng"])
+        carried = [
+            tensors[f"carried.{i}"].to(self.device)
+            for i in range(_count_layout(meta["carried_layout"]))
+        ]
+        self.state = _restore_state(meta["carried_layout"], carried)
+        self.step = meta["step"]
+        self.best_valid = meta["best_valid"] if meta["best_valid"] is not None else math.inf
+        self.bad_evals = meta["bad_evals"]
+        plateau_best = meta["plateau"]["best"]
+        self.plateau = Plateau(
+            self.config.plateau_factor,
+            meta["plateau"]["scale"],
+            plateau_best if plateau_best is not None else math.inf,
+        )
+        self.train_seconds = meta["train_seconds"]
+        self.tokens_seen = meta["tokens_seen"]
+
+    def _log(self, record: dict) -> None:
+        self.history.append(record)
+        if self.out_dir and self.rank == 0:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.out_dir / METRICS, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+    def _local_rank(self) -> int:
+        return int(os.environ.get("LOCAL_RANK", 0))
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+
+
+def _init_distributed(device: str) -> tuple[int, int]:
+    """(rank, world size); joins the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if world == 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return dist.get_rank(), world
+
+
+def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW with weight decay on matrices only (not biases, norms), or plain SGD."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, cfg.beta2))
+
+
+def _save_weights(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """safetensors, written atomically; shared (tied) tensors are stored once per name."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file({k: v.detach().contiguous().cpu().clone() for k, v in tensors.items()}, str(tmp))
+    os.replace(tmp, path)
+
+
+def _flatten_optimizer(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    tensors, plain = {}, {}
+    for pid, values in state_dict["state"].items():
+        plain[str(pid)] = {}
+        for key, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim.{pid}.{key}"] = value
+            else:
+                plain[str(pid)][key] = value
+    return tensors, {"state": plain, "param_groups": state_dict["param_groups"]}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state = {int(pid): dict(values) for pid, values in meta["state"].items()}
+    for name, tensor in tensors.items():
+        if name.startswith("optim."):
+            _, pid, key = name.split(".", 2)
+            state[int(pid)][key] = tensor
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def _state_tensors(state) -> list[torch.Tensor]:
+    if state is None:
+        return []
+    if isinstance(state, torch.Tensor):
+        return [state]
+    return [t for s in state for t in _state_tensors(s)]
+
+
+def _state_layout(state):
+    """JSON shape of a nested state: null, "t" for a tensor, or a list of layouts."""
+    if state is None:
+        return None
+    if isinstance(state, torch.Tensor):
+        return "t"
+    return [_state_layout(s) for s in state]
+
+
+def _count_layout(layout) -> int:
+    if layout is None:
+        return 0
+    if layout == "t":
+        return 1
+    return sum(_count_layout(part) for part in layout)
+
+
+def _restore_state(layout, tensors: list[torch.Tensor]):
+    if layout is None:
+        return None
+    if layout == "t":
+        return tensors.pop(0)
+    return tuple(_restore_state(part, tensors) for part in layout)
+
+
+def _slice_state(state, rows: slice):
+    """The rows of a carried state (batch is dim 1 for torch RNN states (layers, B, H))."""
+    if state is None:
+        return None
+    if isinstance(state, torch.Tensor):
+        return state[:, rows]
+    return tuple(_slice_state(s, rows) for s in state)
+
+
+def _concat_states(states: list):
+    if states[0] is None:
+        return None
+    if isinstance(states[0], torch.Tensor):
+        return torch.cat(states, dim=1)
+    return tuple(_concat_states([s[i] for s in states]) for i in range(len(states[0])))
