@@ -14,7 +14,7 @@ Two HF models hold lmforge's weights: "HF" is ``GPT2LMHeadModel`` as configured 
 (b) greedy generation of ``--new-tokens`` tokens from an 8-token prompt with a KV cache: lmforge's
     ``generate`` against HF ``generate(use_cache=True)``, all with 512 positions.
 
-    python benchmarks/gpt_speed.py [--rounds 3] [--steps 30] [--new-tokens 500] [--threads 2]
+    python benchmarks/gpt_speed.py [--rounds 5] [--steps 30] [--new-tokens 500] [--threads 2]
 """
 
 from __future__ import annotations
@@ -193,7 +193,7 @@ def bench_generation(new_tokens: int, rounds: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--new-tokens", type=int, default=500)

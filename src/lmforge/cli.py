@@ -277,7 +277,8 @@ def run_train(args: argparse.Namespace) -> int:
         )
     _say(
         args,
-        f"lmforge train: {args.model} on {corpus.name}, tokenizer {kind} ({tokenizer.vocab_size:,} symbols)",
+        f"lmforge train: {args.model} on {corpus.name}, tokenizer {kind} "
+        f"({tokenizer.vocab_size:,} symbols)",
     )
     _say(args, f"model settings {model_settings}; trainer {config_to_dict(train_config)}")
     model, result = train_model(
@@ -293,7 +294,8 @@ def run_train(args: argparse.Namespace) -> int:
     )
     test_ppl = model_perplexity(model, tokenizer, corpus.test)
     print(
-        f"trained {result.steps} steps in {result.train_seconds:.0f}s ({result.tokens_per_second:,.0f} tokens/s)"
+        f"trained {result.steps} steps in {result.train_seconds:.0f}s "
+        f"({result.tokens_per_second:,.0f} tokens/s)"
     )
     print(f"best valid perplexity {result.best_valid_ppl:.2f}, test perplexity {test_ppl:.2f}")
     print(f"wrote {out}/")
@@ -310,7 +312,8 @@ def run_eval(args: argparse.Namespace) -> int:
         print(json.dumps(result))
     else:
         print(
-            f"{corpus.name}: valid perplexity {result['valid_ppl']:.2f}, test perplexity {result['test_ppl']:.2f}"
+            f"{corpus.name}: valid perplexity {result['valid_ppl']:.2f}, "
+            f"test perplexity {result['test_ppl']:.2f}"
         )
     return 0
 

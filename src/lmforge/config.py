@@ -11,12 +11,21 @@ import dataclasses
 import json
 import tomllib
 import typing
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 from lmforge.errors import ConfigError
 
-__all__ = ["add_config_flags", "build_config", "read_config_file", "config_to_dict"]
+__all__ = [
+    "add_config_flags",
+    "build_config",
+    "read_config_file",
+    "config_to_dict",
+    "check_int",
+    "check_dropout",
+    "checked_cutoffs",
+]
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -88,3 +97,33 @@ def add_config_flags(
             )
         else:
             parser.add_argument(flag, dest=f.name, type=kind, help=help_text)
+
+
+def check_int(field: str, value: object, low: int, note: str = "") -> None:
+    """Raise ConfigError unless ``value`` is an integer >= low (bools are not integers)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{field} must be an integer >= {low}{note}, got {value!r}")
+
+
+def check_dropout(value: object) -> None:
+    """Raise ConfigError unless ``value`` is a probability in [0, 1)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+        raise ConfigError(f"dropout must be a number in [0, 1), got {value!r}")
+
+
+def _is_whole_number(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and value % 1 == 0
+
+
+def checked_cutoffs(cutoffs: object) -> tuple[int, ...]:
+    """The cutoffs as a tuple of ints (JSON gives a list, CLI flags give floats), checked."""
+    values = tuple(cutoffs) if isinstance(cutoffs, list | tuple) else ("?",)
+    if not all(_is_whole_number(c) for c in values):
+        raise ConfigError(f"adaptive_cutoffs must be a tuple of integers, got {cutoffs!r}")
+    values = tuple(int(c) for c in values)
+    if any(c < 1 for c in values) or any(a >= b for a, b in pairwise(values)):
+        raise ConfigError(
+            "adaptive_cutoffs must be increasing positive token ids such as (2000, 6000), "
+            f"or () for a full softmax; got {cutoffs!r}"
+        )
+    return values

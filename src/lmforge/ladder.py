@@ -120,12 +120,22 @@ def _quick() -> Preset:
 
 def _paper() -> Preset:
     cutoffs = (2000, 6000)
-    adam = {"lr": 1e-3, "min_lr": 1e-4, "warmup_steps": 200, "weight_decay": 0.01, "grad_clip": 1.0}
+    adam = {
+        "lr": 1e-3,
+        "min_lr": 1e-4,
+        "warmup_steps": 200,
+        "weight_decay": 0.01,
+        "grad_clip": 1.0,
+        "threads": 1,
+        "eval_tokens": 50_000,
+    }
+    recurrent = {**adam, "batch_size": 20, "seq_len": 35}
     return Preset(
         name="paper",
         summary="brown (Bengio et al. 2003 split), word tokenizer, train frequency <= 3 -> <rare> "
         "(|V| = 14,025 + markers); n-gram order 5; Bengio's MLP (n=5, h=50, m=60, direct); "
-        "Zaremba-small-like LSTM; a GPT of comparable size; adaptive softmax for neural rungs",
+        "Zaremba-small-like LSTM (2x200); a GPT of comparable size (4x192); adaptive softmax "
+        "(cutoffs 2000, 6000) for the neural rungs; AdamW; one thread per rung",
         corpus="brown",
         tokenizer="word",
         ngram_order=5,
@@ -138,37 +148,24 @@ def _paper() -> Preset:
                     "d_model": 60,
                     "d_hidden": 50,
                     "direct": True,
-                    "dropout": 0.0,
                     "adaptive_cutoffs": cutoffs,
                 },
-                {**adam, "batch_size": 64, "seq_len": 64, "max_steps": 6000, "eval_interval": 500},
+                {**adam, "batch_size": 64, "seq_len": 64, "max_steps": 5000, "eval_interval": 500},
             ),
             "rnn": Rung(
                 "rnn",
                 {"d_model": 200, "n_layers": 1, "dropout": 0.2, "adaptive_cutoffs": cutoffs},
-                {**adam, "batch_size": 20, "seq_len": 35, "max_steps": 8000, "eval_interval": 1000},
+                {**recurrent, "max_steps": 10000, "eval_interval": 1000},
             ),
             "lstm": Rung(
                 "lstm",
                 {"d_model": 200, "n_layers": 2, "dropout": 0.3, "adaptive_cutoffs": cutoffs},
-                {
-                    **adam,
-                    "batch_size": 20,
-                    "seq_len": 35,
-                    "max_steps": 12000,
-                    "eval_interval": 1000,
-                },
+                {**recurrent, "max_steps": 16000, "eval_interval": 1000},
             ),
             "gru": Rung(
                 "gru",
                 {"d_model": 200, "n_layers": 2, "dropout": 0.3, "adaptive_cutoffs": cutoffs},
-                {
-                    **adam,
-                    "batch_size": 20,
-                    "seq_len": 35,
-                    "max_steps": 12000,
-                    "eval_interval": 1000,
-                },
+                {**recurrent, "max_steps": 16000, "eval_interval": 1000},
             ),
             "gpt": Rung(
                 "gpt",
@@ -182,7 +179,7 @@ def _paper() -> Preset:
                     "tie_embeddings": False,
                     "adaptive_cutoffs": cutoffs,
                 },
-                {**adam, "batch_size": 16, "seq_len": 128, "max_steps": 6000, "eval_interval": 500},
+                {**adam, "batch_size": 16, "seq_len": 128, "max_steps": 3000, "eval_interval": 300},
             ),
         },
     )
@@ -415,7 +412,8 @@ def _neural_rung(
 def ladder_table(result: LadderResult) -> str:
     """The ladder as a fixed-width text table."""
     lines = [
-        f"{'model':<12}{'params':>12}{'train s':>10}{'tokens/s':>11}{'valid ppl':>11}{'test ppl':>10}"
+        f"{'model':<12}{'params':>12}{'train s':>10}{'tokens/s':>11}"
+        f"{'valid ppl':>11}{'test ppl':>10}"
     ]
     for r in result.rungs:
         lines.append(

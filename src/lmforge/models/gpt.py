@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from lmforge.config import checked_cutoffs
 from lmforge.errors import ConfigError
 from lmforge.models.family import Family
 from lmforge.nn.attention import KVCache, MultiHeadAttention
@@ -50,6 +51,8 @@ class GPTConfig:
         dropout: dropout probability in [0, 1) on embeddings, attention weights and residuals.
         tie_embeddings: share the token embedding with the output layer.
         bias: biases in the linear layers (LayerNorms always have them).
+        adaptive_cutoffs: () for a full softmax, or cluster boundaries of an adaptive softmax
+            (Grave et al. 2017) for large vocabularies; needs tie_embeddings false.
     """
 
     vocab_size: int = 0
@@ -61,6 +64,7 @@ class GPTConfig:
     dropout: float = 0.0
     tie_embeddings: bool = True
     bias: bool = True
+    adaptive_cutoffs: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if not _is_int(self.vocab_size) or self.vocab_size < 0:
@@ -84,6 +88,12 @@ class GPTConfig:
         for name in ("tie_embeddings", "bias"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        cutoffs = checked_cutoffs(self.adaptive_cutoffs)
+        object.__setattr__(self, "adaptive_cutoffs", cutoffs)
+        if cutoffs and self.tie_embeddings:
+            raise ConfigError(
+                "adaptive_cutoffs need tie_embeddings false (the adaptive head has its own weights)"
+            )
 
     @property
     def head_dim(self) -> int:
@@ -193,7 +203,10 @@ class GPT(nn.Module):
         )
         self.ln_f = nn.LayerNorm(c.d_model)
         self.head = OutputHead(
-            c.d_model, c.vocab_size, tie_to=self.tok_emb if c.tie_embeddings else None
+            c.d_model,
+            c.vocab_size,
+            c.adaptive_cutoffs,
+            tie_to=self.tok_emb if c.tie_embeddings else None,
         )
         self._init_weights()
 

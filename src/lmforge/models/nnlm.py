@@ -24,13 +24,13 @@ padded with ``<s>``, so a window is read as if it started a sentence.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import pairwise
 from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from lmforge.config import check_dropout, check_int, checked_cutoffs
 from lmforge.errors import ConfigError
 from lmforge.models.family import Family
 from lmforge.nn.layers import OutputHead
@@ -67,10 +67,10 @@ class NNLMConfig:
     adaptive_cutoffs: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        _check_int("vocab_size", self.vocab_size, 0, " (0 until set from the tokenizer)")
-        _check_int("context", self.context, 1)
-        _check_int("d_model", self.d_model, 1)
-        _check_int("d_hidden", self.d_hidden, 0, " (0 for no hidden layer)")
+        check_int("vocab_size", self.vocab_size, 0, " (0 until set from the tokenizer)")
+        check_int("context", self.context, 1)
+        check_int("d_model", self.d_model, 1)
+        check_int("d_hidden", self.d_hidden, 0, " (0 for no hidden layer)")
         if not isinstance(self.direct, bool):
             raise ConfigError(f"direct must be true or false, got {self.direct!r}")
         if self.d_hidden == 0 and not self.direct:
@@ -78,41 +78,13 @@ class NNLMConfig:
                 "d_hidden is 0 and direct is false, so nothing reaches the output; "
                 "set d_hidden >= 1 or direct = true"
             )
-        _check_dropout(self.dropout)
-        object.__setattr__(self, "adaptive_cutoffs", _checked_cutoffs(self.adaptive_cutoffs))
+        check_dropout(self.dropout)
+        object.__setattr__(self, "adaptive_cutoffs", checked_cutoffs(self.adaptive_cutoffs))
 
     @property
     def d_features(self) -> int:
         """(n-1) m: the size of x, the concatenated feature vectors."""
         return self.context * self.d_model
-
-
-def _check_int(field: str, value: object, low: int, note: str = "") -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{field} must be an integer >= {low}{note}, got {value!r}")
-
-
-def _check_dropout(value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
-        raise ConfigError(f"dropout must be a number in [0, 1), got {value!r}")
-
-
-def _is_whole_number(value: object) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int | float) and value % 1 == 0
-
-
-def _checked_cutoffs(cutoffs: object) -> tuple[int, ...]:
-    """The cutoffs as a tuple of ints (JSON gives a list, CLI flags give floats), checked."""
-    values = tuple(cutoffs) if isinstance(cutoffs, list | tuple) else ("?",)
-    if not all(_is_whole_number(c) for c in values):
-        raise ConfigError(f"adaptive_cutoffs must be a tuple of integers, got {cutoffs!r}")
-    values = tuple(int(c) for c in values)
-    if any(c < 1 for c in values) or any(a >= b for a, b in pairwise(values)):
-        raise ConfigError(
-            "adaptive_cutoffs must be increasing positive token ids such as (2000, 6000), "
-            f"or () for a full softmax; got {cutoffs!r}"
-        )
-    return values
 
 
 # ---------------------------------------------------------------------------------------------

@@ -27,12 +27,12 @@ Trainer's config, not to this file.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import pairwise
 from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import nn
 
+from lmforge.config import check_dropout, check_int, checked_cutoffs
 from lmforge.errors import ConfigError
 from lmforge.models.family import Family
 from lmforge.nn.layers import OutputHead
@@ -85,7 +85,7 @@ class RNNConfig:
     adaptive_cutoffs: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        _check_int("vocab_size", self.vocab_size, 0, " (0 until set from the tokenizer)")
+        check_int("vocab_size", self.vocab_size, 0, " (0 until set from the tokenizer)")
         if self.cell not in CELLS:
             raise ConfigError(f"cell must be one of {', '.join(CELLS)}; got {self.cell!r}")
         if self.family_cell is not None and self.cell != self.family_cell:
@@ -93,12 +93,12 @@ class RNNConfig:
                 f"cell must be {self.family_cell!r} in the {self.family_cell} family, got "
                 f"{self.cell!r}; use the {self.cell} family for that cell"
             )
-        _check_int("d_model", self.d_model, 1)
-        _check_int("n_layers", self.n_layers, 1)
-        _check_dropout(self.dropout)
+        check_int("d_model", self.d_model, 1)
+        check_int("n_layers", self.n_layers, 1)
+        check_dropout(self.dropout)
         if not isinstance(self.tie_embeddings, bool):
             raise ConfigError(f"tie_embeddings must be true or false, got {self.tie_embeddings!r}")
-        object.__setattr__(self, "adaptive_cutoffs", _checked_cutoffs(self.adaptive_cutoffs))
+        object.__setattr__(self, "adaptive_cutoffs", checked_cutoffs(self.adaptive_cutoffs))
         if self.tie_embeddings and self.adaptive_cutoffs:
             raise ConfigError(
                 "tie_embeddings needs a full softmax; set adaptive_cutoffs to () or "
@@ -128,34 +128,6 @@ class GRUConfig(RNNConfig):
 
     family_cell: ClassVar[str | None] = "gru"
     cell: str = "gru"
-
-
-def _check_int(field: str, value: object, low: int, note: str = "") -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{field} must be an integer >= {low}{note}, got {value!r}")
-
-
-def _check_dropout(value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
-        raise ConfigError(f"dropout must be a number in [0, 1), got {value!r}")
-
-
-def _is_whole_number(value: object) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int | float) and value % 1 == 0
-
-
-def _checked_cutoffs(cutoffs: object) -> tuple[int, ...]:
-    """The cutoffs as a tuple of ints (JSON gives a list, CLI flags give floats), checked."""
-    values = tuple(cutoffs) if isinstance(cutoffs, list | tuple) else ("?",)
-    if not all(_is_whole_number(c) for c in values):
-        raise ConfigError(f"adaptive_cutoffs must be a tuple of integers, got {cutoffs!r}")
-    values = tuple(int(c) for c in values)
-    if any(c < 1 for c in values) or any(a >= b for a, b in pairwise(values)):
-        raise ConfigError(
-            "adaptive_cutoffs must be increasing positive token ids such as (2000, 6000), "
-            f"or () for a full softmax; got {cutoffs!r}"
-        )
-    return values
 
 
 # ---------------------------------------------------------------------------------------------

@@ -229,7 +229,8 @@ class Trainer:
         else:
             if config.seq_len > model.context_size and model.context_size >= 32:
                 raise ConfigError(
-                    f"seq_len ({config.seq_len}) exceeds the model's max_seq_len ({model.context_size})"
+                    f"seq_len ({config.seq_len}) exceeds the model's max_seq_len "
+                    f"({model.context_size})"
                 )
             self.batches = WindowBatches(
                 train_stream, config.batch_size, config.seq_len, config.seed
@@ -472,7 +473,7 @@ class Trainer:
         return int(os.environ.get("LOCAL_RANK", 0))
 
 
-# -- helpers ----------------------------------------------------------------------------------------
+# -- helpers ------------------------------------------------------------------------------------
 
 
 def _init_distributed(device: str) -> tuple[int, int]:
