@@ -59,22 +59,28 @@ class Preset:
 
 
 def _quick() -> Preset:
+    # Each neural rung trains on a time budget (max_seconds) so the preset fits ~10 minutes on
+    # any machine; max_steps only bounds it and shapes the cosine schedule.
     common = {
         "lr": 2e-3,
         "min_lr": 2e-4,
         "warmup_steps": 50,
         "weight_decay": 0.01,
         "grad_clip": 1.0,
+        "max_steps": 20_000,
+        "eval_tokens": 50_000,
     }
+    recurrent = {**common, "batch_size": 32, "seq_len": 64, "eval_interval": 200}
     return Preset(
         name="quick",
-        summary="brown, first 4,000 paragraphs (1.4M characters), char tokenizer; valid/test: "
-        "first 300 paragraphs of each; n-gram order 5; neural rungs ~2 minutes each",
+        summary="brown, first 4,000 paragraphs (0.9M characters), char tokenizer; valid/test: "
+        "first 300 paragraphs of each (0.2M characters); n-gram order 3; neural rungs train "
+        "for 1.5-3 minutes each",
         corpus="brown",
         tokenizer="char",
         train_lines=4000,
         eval_lines=300,
-        ngram_order=5,
+        ngram_order=3,
         minutes=10.0,
         rungs={
             "nnlm": Rung(
@@ -84,34 +90,25 @@ def _quick() -> Preset:
                     **common,
                     "batch_size": 64,
                     "seq_len": 128,
-                    "max_steps": 900,
-                    "eval_interval": 150,
+                    "eval_interval": 100,
+                    "max_seconds": 90,
                 },
             ),
-            "rnn": Rung(
-                "rnn",
-                {"d_model": 256, "n_layers": 1},
-                {**common, "batch_size": 32, "seq_len": 64, "max_steps": 700, "eval_interval": 100},
-            ),
+            "rnn": Rung("rnn", {"d_model": 256, "n_layers": 1}, {**recurrent, "max_seconds": 90}),
             "lstm": Rung(
-                "lstm",
-                {"d_model": 256, "n_layers": 1},
-                {**common, "batch_size": 32, "seq_len": 64, "max_steps": 700, "eval_interval": 100},
+                "lstm", {"d_model": 256, "n_layers": 1}, {**recurrent, "max_seconds": 120}
             ),
-            "gru": Rung(
-                "gru",
-                {"d_model": 256, "n_layers": 1},
-                {**common, "batch_size": 32, "seq_len": 64, "max_steps": 700, "eval_interval": 100},
-            ),
+            "gru": Rung("gru", {"d_model": 256, "n_layers": 1}, {**recurrent, "max_seconds": 120}),
             "gpt": Rung(
                 "gpt",
-                {"d_model": 128, "n_layers": 4, "n_heads": 4, "d_ff": 512, "max_seq_len": 128},
+                {"d_model": 128, "n_layers": 2, "n_heads": 4, "d_ff": 512, "max_seq_len": 128},
                 {
                     **common,
-                    "batch_size": 16,
-                    "seq_len": 128,
-                    "max_steps": 700,
-                    "eval_interval": 100,
+                    "lr": 3e-3,
+                    "batch_size": 32,
+                    "seq_len": 64,
+                    "eval_interval": 200,
+                    "max_seconds": 180,
                 },
             ),
         },

@@ -94,10 +94,6 @@ class Sampler:
         ):
             raise ConfigError(f"seed must be None or an integer >= 0, got {self.seed!r}")
 
-    @property
-    def greedy(self) -> bool:
-        return self.temperature == 0.0
-
     def __call__(self, logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """(B, V) logits -> (B,) next token ids."""
         return sample_next(logits, self.temperature, self.top_k, self.top_p, generator)
