@@ -217,6 +217,21 @@ def test_neural_train_eval_generate(run_cli, tmp_path):
     assert code == 0, err
     assert "test perplexity" in stdout and (out / "model.safetensors").exists()
     assert (out / "metrics.jsonl").read_text().count("valid_ppl") == 2
+    code, _, err = run_cli(
+        "train",
+        "--model",
+        "gpt",
+        "--corpus",
+        corpus,
+        "--out",
+        out,
+        "--resume",
+        "--set",
+        "max_steps=40",
+        "--quiet",
+    )
+    assert code == 0, err
+    assert '"step": 40' in (out / "metrics.jsonl").read_text()
     code, stdout, err = run_cli("eval", out, "--corpus", corpus, "--json")
     result = json.loads(stdout)
     assert code == 0 and result["family"] == "gpt" and 1 < result["test_ppl"] < 40

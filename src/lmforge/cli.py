@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from lmforge import __version__
-from lmforge.checkpoint import write_json
+from lmforge.checkpoint import read_json, write_json
 from lmforge.config import add_config_flags, build_config, config_to_dict, read_config_file
 from lmforge.data import BUILTIN_CORPORA, load_corpus, read_texts
 from lmforge.errors import ConfigError, LMForgeError
@@ -251,6 +251,12 @@ def run_train(args: argparse.Namespace) -> int:
     if family.fitting != "trainer":
         raise ConfigError(f"{args.model} is fitted by counting: use `lmforge ngram train`")
     settings = read_config_file(args.config) if args.config else {}
+    corpus = load_corpus(args.corpus)
+    out = Path(args.out or f"runs/{args.model}-{corpus.name}")
+    if args.resume:  # the run's own settings; --set may still change trainer ones (max_steps)
+        meta = read_json(out / "config.json", "model config (nothing to resume)")
+        settings = {**meta["config"], **meta["train_config"]}
+        settings.pop("vocab_size")
     settings.update(_parse_sets(args.set))
     model_keys = {f.name for f in dataclasses.fields(family.config_class)} - {"vocab_size"}
     train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -264,11 +270,9 @@ def run_train(args: argparse.Namespace) -> int:
     train_config = build_config(
         TrainConfig, {k: v for k, v in settings.items() if k in train_keys}, {}
     )
-    corpus = load_corpus(args.corpus)
     kind = args.tokenizer or DEFAULT_TOKENIZERS.get(corpus.name, "word")
     if kind == "none":
         raise ConfigError("neural models need a tokenizer; choose one with --tokenizer")
-    out = Path(args.out or f"runs/{args.model}-{corpus.name}")
     if args.resume:
         tokenizer = load_tokenizer(out / "tokenizer.json")
     else:
