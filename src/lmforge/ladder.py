@@ -101,10 +101,9 @@ def _quick() -> Preset:
             "gru": Rung("gru", {"d_model": 256, "n_layers": 1}, {**recurrent, "max_seconds": 120}),
             "gpt": Rung(
                 "gpt",
-                {"d_model": 128, "n_layers": 2, "n_heads": 4, "d_ff": 512, "max_seq_len": 128},
+                {"d_model": 128, "n_layers": 2, "n_heads": 4, "d_ff": 512, "max_seq_len": 64},
                 {
                     **common,
-                    "lr": 3e-3,
                     "batch_size": 32,
                     "seq_len": 64,
                     "eval_interval": 200,

@@ -19,7 +19,7 @@ TINY = {
     "rnn": {"d_model": 16, "n_layers": 1},
     "lstm": {"d_model": 32, "n_layers": 2},
     "gru": {"d_model": 16, "n_layers": 1},
-    "gpt": {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32, "max_seq_len": 32},
+    "gpt": {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32, "max_seq_len": 16},
 }
 LINES = TINY_TEXT * 20
 

@@ -10,7 +10,7 @@ from lmforge.train.trainer import TrainConfig, Trainer
 
 torch.set_num_threads(1)
 torch.manual_seed(0)
-model = GPT(GPTConfig(vocab_size=17, d_model=32, n_layers=2, n_heads=2, d_ff=64, max_seq_len=32))
+model = GPT(GPTConfig(vocab_size=17, d_model=32, n_layers=2, n_heads=2, d_ff=64, max_seq_len=16))
 stream = torch.arange(2000) * 7 % 17
 config = TrainConfig(
     batch_size=8, seq_len=16, max_steps=6, warmup_steps=2, eval_interval=100, log_interval=1

@@ -33,7 +33,7 @@ def tiny(family: str, dropout: float = 0.1) -> torch.nn.Module:
                 n_layers=2,
                 n_heads=2,
                 d_ff=64,
-                max_seq_len=32,
+                max_seq_len=16,
                 dropout=dropout,
             )
         )
@@ -135,9 +135,10 @@ def test_config_errors_name_the_field():
 
 def test_windows_and_rows_score_every_target_once():
     stream = torch.arange(1000)
-    for context in (3, 64):
-        targets = torch.cat([y[m] for _, y, m in eval_windows(stream, context)])
-        assert torch.equal(targets, stream[1:])
+    for context, limit in ((3, None), (64, 64), (16, 16)):
+        windows = list(eval_windows(stream, context, limit))
+        assert torch.equal(torch.cat([y[m] for _, y, m in windows]), stream[1:])
+        assert max(len(x) for x, _, _ in windows) <= (limit or 1000)
     _, y, mask = eval_rows(stream, 7)
     assert torch.equal(y[mask], stream[1:])
     batch = WindowBatches(stream, 4, 8, seed=1)
@@ -155,8 +156,8 @@ def test_stream_evaluation_equals_reading_the_whole_stream(family):
     stream = STREAM[:120]
     logp = stream_log_probs(model, stream, batch_size=3)
     if family == "gpt":  # 120 tokens exceed its window: check the first window only
-        whole, _ = model.log_probs(stream[None, :32], stream[None, 1:33])
-        torch.testing.assert_close(logp[:32], whole[0], atol=1e-5, rtol=0)
+        whole, _ = model.log_probs(stream[None, :16], stream[None, 1:17])
+        torch.testing.assert_close(logp[:16], whole[0], atol=1e-5, rtol=0)
         return
     whole, _ = model.log_probs(stream[None, :-1], stream[None, 1:], model.init_state(1, "cpu"))
     if family == "lstm":  # rows restart the state: compare the first row

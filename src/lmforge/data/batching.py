@@ -101,19 +101,19 @@ class StreamBatches:
 
 
 def eval_windows(
-    stream: torch.Tensor, context_size: int
+    stream: torch.Tensor, context_size: int, max_seq_len: int | None = None
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Overlapping windows that score every target once, each with as much context as fits.
 
-    A model that reads ``context_size`` >= 32 tokens at once (GPT) gets windows of that length
-    scoring their second half; a short fixed-context model (NNLM) gets windows of
+    A model limited to ``max_seq_len`` positions (GPT) gets windows of that length scoring their
+    second half; a fixed-context model (NNLM, ``context_size`` previous tokens) gets windows of
     256 + context_size tokens scoring the last 256.
 
     Yields:
         inputs (T,), targets (T,), score mask (T,) bool.
     """
-    if context_size >= 32:
-        width, stride = context_size, context_size // 2
+    if max_seq_len:
+        width, stride = max_seq_len, max(1, max_seq_len // 2)
     else:
         width, stride = 256 + context_size, 256
     n_targets = len(stream) - 1

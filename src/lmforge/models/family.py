@@ -7,7 +7,9 @@ and an ``nn.Module`` built from it, with:
 - ``recurrent: bool`` (class attribute): True when a state is carried from batch to batch
   (truncated BPTT: rnn, lstm, gru); the Trainer picks its batching from this alone.
 - ``context_size: int`` (property): how many tokens a non-recurrent model reads at once
-  (nnlm: its n-1 previous tokens; gpt: ``max_seq_len``); 0 for recurrent models.
+  (nnlm: its n-1 previous tokens; gpt: ``max_seq_len``); 0 for recurrent models. A model
+  whose config has ``max_seq_len`` (learned positions) is trained and evaluated in windows of
+  exactly that length.
 - ``init_state(batch_size, device)``: the start state, or None for non-recurrent models.
 - ``forward(ids, state=None) -> (logits, state)``: ids (B, T) -> logits (B, T, V) of the next
   token at every position.

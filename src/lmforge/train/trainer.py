@@ -160,7 +160,8 @@ def stream_log_probs(model: nn.Module, stream: torch.Tensor, batch_size: int = 1
             keep = mask[:, part]
             out[index[:, part][keep]] = logp.cpu()[keep]
     else:
-        windows = list(eval_windows(stream, model.context_size))
+        limit = getattr(model.config, "max_seq_len", None)
+        windows = list(eval_windows(stream, model.context_size, limit))
         done = 0
         for first in range(0, len(windows), batch_size):
             group = windows[first : first + batch_size]
@@ -227,10 +228,11 @@ class Trainer:
         if model.recurrent:
             self.batches = StreamBatches(train_stream, config.batch_size, config.seq_len)
         else:
-            if config.seq_len > model.context_size and model.context_size >= 32:
+            limit = getattr(model.config, "max_seq_len", None)
+            if limit and config.seq_len != limit:
                 raise ConfigError(
-                    f"seq_len ({config.seq_len}) exceeds the model's max_seq_len "
-                    f"({model.context_size})"
+                    f"seq_len ({config.seq_len}) must equal the model's max_seq_len ({limit}): "
+                    "positions beyond seq_len would never be trained"
                 )
             self.batches = WindowBatches(
                 train_stream, config.batch_size, config.seq_len, config.seed
