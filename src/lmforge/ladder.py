@@ -402,7 +402,7 @@ def _neural_rung(
             mixed = mix_log_probs(logp[split], ngram_logp[split], mix_weight)
             extra[f"mix_{split}_ppl"] = perplexity(-float(np.sum(mixed)), len(mixed))
         extra["mix_weight"] = mix_weight
-    params = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+    params = model.num_parameters()
     return RungResult(
         rung.family,
         params,
