@@ -12,8 +12,12 @@ from lmforge.errors import (  # noqa: E402
     UnknownModelError,
 )
 from lmforge.evaluate import perplexity  # noqa: E402
+from lmforge.finetune import SequenceClassifier, TokenClassifier, load_classifier  # noqa: E402
+from lmforge.hub import embed, export_hf, import_hf  # noqa: E402
 from lmforge.models import FAMILIES, get_family  # noqa: E402
+from lmforge.models.bert import BERT, BertConfig  # noqa: E402
 from lmforge.models.ngram import NgramConfig, NgramEvaluation, NgramLM, kn_discounts  # noqa: E402
+from lmforge.pretrain import fill_mask, pseudo_perplexity  # noqa: E402
 from lmforge.tokenize import (  # noqa: E402
     TOKENIZER_KINDS,
     Tokenizer,
@@ -43,6 +47,16 @@ __all__ = [
     "perplexity",
     "FAMILIES",
     "get_family",
+    "BERT",
+    "BertConfig",
+    "fill_mask",
+    "pseudo_perplexity",
+    "SequenceClassifier",
+    "TokenClassifier",
+    "load_classifier",
+    "embed",
+    "export_hf",
+    "import_hf",
     "NgramConfig",
     "NgramEvaluation",
     "NgramLM",

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -19,12 +20,25 @@ from lmforge import __version__
 from lmforge.checkpoint import read_json, write_json
 from lmforge.config import add_config_flags, build_config, config_to_dict, read_config_file
 from lmforge.data import BUILTIN_CORPORA, load_corpus, read_texts
+from lmforge.data.mlm import document_split
+from lmforge.data.pairs import BUILTIN_PAIRS, bleu, load_pairs
 from lmforge.errors import ConfigError, LMForgeError
+from lmforge.finetune import TASKS, check_labels, finetune, finetune_config, read_examples
+from lmforge.hub import (
+    embed,
+    export_hf,
+    import_hf,
+    load_encoder,
+    save_embeddings,
+    save_model_folder,
+)
 from lmforge.ladder import DEFAULT_MODELS, PRESETS, ladder_table, run_ladder
-from lmforge.models import FAMILIES, get_family
+from lmforge.models import FAMILIES, Family, get_family
+from lmforge.models.bert import BERT
 from lmforge.models.ngram import KENLM_FALLBACK, LN10, NgramConfig, NgramLM
 from lmforge.nn.sampling import Sampler
-from lmforge.tokenize import BOS, TOKENIZER_KINDS, load_tokenizer, train_tokenizer
+from lmforge.pretrain import MASK_MARKERS, fill_mask, pretrain
+from lmforge.tokenize import BOS, TOKENIZER_KINDS, Tokenizer, load_tokenizer, train_tokenizer
 from lmforge.train.trainer import TrainConfig
 from lmforge.workflows import (
     evaluate_ngram,
@@ -35,10 +49,12 @@ from lmforge.workflows import (
     tokenize_lines,
     train_model,
     train_ngram,
+    train_seq2seq,
+    translate,
 )
 
 # The tokenizer a corpus gets when none is asked for: "none" means whitespace words as lmplz.
-DEFAULT_TOKENIZERS = {"tang": "char"}
+DEFAULT_TOKENIZERS = {"tang": "char", "couplets": "char"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,14 +115,20 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--json", action="store_true", help="print one JSON object")
     score.set_defaults(run=run_ngram_score)
     _add_neural_commands(commands)
+    _add_hub_commands(commands)
+    _add_masked_lm_commands(commands)
     return parser
 
 
 def _add_neural_commands(commands) -> None:
     train = commands.add_parser("train", help="train a neural family with the one Trainer")
     train.add_argument("--model", required=True, help="family: " + ", ".join(FAMILIES))
-    train.add_argument(
-        "--corpus", required=True, help=f"built-in ({', '.join(BUILTIN_CORPORA)}) or a path"
+    data = train.add_mutually_exclusive_group(required=True)
+    data.add_argument("--corpus", help=f"built-in ({', '.join(BUILTIN_CORPORA)}) or a path")
+    data.add_argument(
+        "--pairs",
+        help=f"encoder-decoders: built-in ({', '.join(BUILTIN_PAIRS)}) or a .jsonl file of "
+        '{"source": ..., "target": ...} lines',
     )
     train.add_argument("--config", help="JSON or TOML file of model and trainer settings")
     train.add_argument(
@@ -136,6 +158,9 @@ def _add_neural_commands(commands) -> None:
     generate.add_argument("--top-k", type=int, default=0)
     generate.add_argument("--top-p", type=float, default=1.0)
     generate.add_argument("--seed", type=int, default=None)
+    generate.add_argument(
+        "--beam", type=int, default=1, help="encoder-decoders: beam size (1 = greedy)"
+    )
     generate.set_defaults(run=run_generate)
 
     ladder = commands.add_parser("ladder", help="train every rung on one corpus; one table")
@@ -250,26 +275,11 @@ def run_train(args: argparse.Namespace) -> int:
     family = get_family(args.model)
     if family.fitting != "trainer":
         raise ConfigError(f"{args.model} is fitted by counting: use `lmforge ngram train`")
-    settings = read_config_file(args.config) if args.config else {}
+    if family.seq2seq or args.pairs:
+        return run_train_pairs(args, family)
     corpus = load_corpus(args.corpus)
     out = Path(args.out or f"runs/{args.model}-{corpus.name}")
-    if args.resume:  # the run's own settings; --set may still change trainer ones (max_steps)
-        meta = read_json(out / "config.json", "model config (nothing to resume)")
-        settings = {**meta["config"], **meta["train_config"]}
-        settings.pop("vocab_size")
-    settings.update(_parse_sets(args.set))
-    model_keys = {f.name for f in dataclasses.fields(family.config_class)} - {"vocab_size"}
-    train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(settings) - model_keys - train_keys)
-    if unknown:
-        raise ConfigError(
-            f"unknown setting(s) {', '.join(unknown)}; {args.model} takes "
-            f"{', '.join(sorted(model_keys))}; the trainer takes {', '.join(sorted(train_keys))}"
-        )
-    model_settings = {k: v for k, v in settings.items() if k in model_keys}
-    train_config = build_config(
-        TrainConfig, {k: v for k, v in settings.items() if k in train_keys}, {}
-    )
+    model_settings, train_config = _train_settings(args, family, out)
     kind = args.tokenizer or DEFAULT_TOKENIZERS.get(corpus.name, "word")
     if kind == "none":
         raise ConfigError("neural models need a tokenizer; choose one with --tokenizer")
@@ -306,6 +316,91 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_settings(
+    args: argparse.Namespace, family: Family, out: Path
+) -> tuple[dict, TrainConfig]:
+    """Model settings and TrainConfig: --config, then the run's own settings when resuming, then
+    --set; an unknown key is an error listing the valid ones."""
+    settings = read_config_file(args.config) if args.config else {}
+    if args.resume:  # the run's own settings; --set may still change trainer ones (max_steps)
+        meta = read_json(out / "config.json", "model config (nothing to resume)")
+        settings = {**meta["config"], **meta["train_config"]}
+        settings.pop("vocab_size")
+    settings.update(_parse_sets(args.set))
+    model_keys = {f.name for f in dataclasses.fields(family.config_class)} - {"vocab_size"}
+    train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(settings) - model_keys - train_keys)
+    if unknown:
+        raise ConfigError(
+            f"unknown setting(s) {', '.join(unknown)}; {args.model} takes "
+            f"{', '.join(sorted(model_keys))}; the trainer takes {', '.join(sorted(train_keys))}"
+        )
+    model_settings = {k: v for k, v in settings.items() if k in model_keys}
+    train_config = build_config(
+        TrainConfig, {k: v for k, v in settings.items() if k in train_keys}, {}
+    )
+    return model_settings, train_config
+
+
+def run_train_pairs(args: argparse.Namespace, family: Family) -> int:
+    """``lmforge train --model seq2seq --pairs FILE.jsonl|couplets``: an encoder-decoder."""
+    seq2seq_names = ", ".join(n for n, f in FAMILIES.items() if f.seq2seq)
+    if not family.seq2seq:
+        raise ConfigError(
+            f"{args.model} is a language model: train it with --corpus; --pairs trains "
+            f"the encoder-decoders ({seq2seq_names})"
+        )
+    if not args.pairs:
+        raise ConfigError(
+            f"{args.model} is an encoder-decoder: give (source, target) pairs with --pairs "
+            f"FILE.jsonl or --pairs {' / '.join(BUILTIN_PAIRS)}, not --corpus"
+        )
+    pairs = load_pairs(args.pairs)
+    out = Path(args.out or f"runs/{args.model}-{pairs.name}")
+    model_settings, train_config = _train_settings(args, family, out)
+    kind = args.tokenizer or DEFAULT_TOKENIZERS.get(pairs.name, "word")
+    if kind == "none":
+        raise ConfigError("neural models need a tokenizer; choose one with --tokenizer")
+    if args.resume:
+        tokenizer = load_tokenizer(out / "tokenizer.json")
+    else:
+        texts = [text for pair in pairs.train for text in pair]
+        tokenizer = train_tokenizer(
+            kind, texts, vocab_size=args.vocab_size, rare_threshold=args.rare_threshold
+        )
+    _say(
+        args,
+        f"lmforge train: {args.model} on {pairs!r}, tokenizer {kind} "
+        f"({tokenizer.vocab_size:,} symbols)",
+    )
+    _say(args, f"model settings {model_settings}; trainer {config_to_dict(train_config)}")
+    model, result = train_seq2seq(
+        args.model,
+        pairs,
+        tokenizer,
+        model_settings,
+        train_config,
+        out_dir=out,
+        resume=args.resume,
+        progress=not args.quiet,
+    )
+    print(
+        f"trained {result.steps} steps in {result.train_seconds:.0f}s "
+        f"({result.tokens_per_second:,.0f} target tokens/s); best valid loss "
+        f"{result.best_valid_loss:.4f} nats per target token"
+    )
+    sources, references = [s for s, _ in pairs.test], [t for _, t in pairs.test]
+    hypotheses = translate(model, tokenizer, sources)
+    try:
+        print(f"test BLEU (greedy) {bleu(hypotheses, references):.2f} on {len(sources):,} pairs")
+    except ConfigError as err:
+        print(f"lmforge: note: no BLEU: {err}", file=sys.stderr)
+    for source, hypothesis in list(zip(sources, hypotheses, strict=True))[:3]:
+        print(f"  {source} -> {hypothesis}")
+    print(f"wrote {out}/")
+    return 0
+
+
 def run_eval(args: argparse.Namespace) -> int:
     model, tokenizer, meta = load_model(args.model)
     corpus = load_corpus(args.corpus)
@@ -326,7 +421,10 @@ def run_generate(args: argparse.Namespace) -> int:
     sampler = Sampler(
         temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed
     )
-    model, tokenizer, _ = load_model(args.model)
+    model, tokenizer, meta = load_model(args.model)
+    if get_family(meta["family"]).seq2seq:
+        print(translate(model, tokenizer, [args.prompt], args.beam, args.max_new_tokens)[0])
+        return 0
     if isinstance(model, NgramLM):
         context = tokenize_lines([args.prompt], tokenizer)[0]
         words = model.generate(
@@ -368,6 +466,263 @@ def run_ladder_command(args: argparse.Namespace) -> int:
         write_json(args.json, result.to_dict())
         print(f"wrote {args.json}")
     print(f"wrote {out}/ladder.json and the plot {out}/ladder.png")
+    return 0
+
+
+def _add_hub_commands(commands) -> None:
+    embedding = commands.add_parser(
+        "embed", help="sentence embeddings (mean-pooled, L2-normalised) from a BERT encoder"
+    )
+    embedding.add_argument("model", help="an lmforge bert folder or a Hugging Face BERT folder")
+    embedding.add_argument("--text", required=True, help="one sentence per line (every line)")
+    embedding.add_argument("--out", required=True, help="the .npy file to write (lines x hidden)")
+    embedding.add_argument("--batch-size", type=int, default=32)
+    embedding.set_defaults(run=run_embed)
+
+    export = commands.add_parser("export", help="write a model folder in another library's format")
+    export_hf_command = export.add_subparsers(title="formats", required=True).add_parser(
+        "hf", help="Hugging Face: gpt as GPT2LMHeadModel, bert as BertForMaskedLM"
+    )
+    export_hf_command.add_argument("model", help="an lmforge gpt or bert model folder")
+    export_hf_command.add_argument("--out", required=True, help="the Hugging Face folder to write")
+    export_hf_command.set_defaults(run=run_export_hf)
+
+    importing = commands.add_parser("import", help="read another library's model folder")
+    import_hf_command = importing.add_subparsers(title="formats", required=True).add_parser(
+        "hf", help="a local Hugging Face folder: BERT-architecture (bert) or exported GPT-2 (gpt)"
+    )
+    import_hf_command.add_argument("folder", help="the Hugging Face model folder")
+    import_hf_command.add_argument("--out", required=True, help="the lmforge model folder to write")
+    import_hf_command.set_defaults(run=run_import_hf)
+
+
+def run_embed(args: argparse.Namespace) -> int:
+    model, tokenizer = load_encoder(args.model)
+    sentences = read_texts(args.text)
+    vectors = embed(model, tokenizer, sentences, batch_size=args.batch_size)
+    save_embeddings(args.out, vectors)
+    print(f"wrote {args.out} ({vectors.shape[0]} x {vectors.shape[1]} float32)")
+    return 0
+
+
+def run_export_hf(args: argparse.Namespace) -> int:
+    model, tokenizer, meta = load_model(args.model)
+    out = export_hf(model, tokenizer, args.out)
+    print(f"wrote {out}/ ({meta['family']} in Hugging Face format)")
+    return 0
+
+
+def run_import_hf(args: argparse.Namespace) -> int:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model, tokenizer = import_hf(args.folder)
+    for warning in caught:
+        print(f"lmforge: note: {warning.message}", file=sys.stderr)
+    out = save_model_folder(args.out, model, tokenizer)
+    print(
+        f"wrote {out}/ ({type(model).__name__}, {model.num_parameters():,} parameters, "
+        f"{tokenizer.kind} tokenizer of {tokenizer.vocab_size:,} tokens)"
+    )
+    return 0
+
+
+def _add_masked_lm_commands(commands) -> None:
+    pretraining = commands.add_parser(
+        "pretrain", help="pretrain a masked LM (bert: masked LM + next sentence prediction)"
+    )
+    pretraining.add_argument("--model", default="bert", help="a masked-LM family (bert)")
+    pretraining.add_argument(
+        "--corpus",
+        required=True,
+        help="built-in (brown) or a path: a blank line between documents, a sentence per line",
+    )
+    pretraining.add_argument("--valid", help="held-out text (default: 5%% of the documents)")
+    pretraining.add_argument("--config", help="JSON or TOML file of model and trainer settings")
+    pretraining.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a model or trainer setting, e.g. --set n_layers=2 --set max_steps=2000",
+    )
+    pretraining.add_argument("--out", help="model folder (default runs/<family>-<corpus>)")
+    pretraining.add_argument("--resume", action="store_true", help="continue the run in --out")
+    _add_tokenizer_flags(pretraining)
+    pretraining.add_argument("--quiet", action="store_true", help="no progress bar")
+    pretraining.set_defaults(run=run_pretrain)
+
+    filling = commands.add_parser(
+        "fill-mask", help="the most probable tokens for each [MASK] of a text (bert)"
+    )
+    filling.add_argument("model", help="an lmforge bert folder or a Hugging Face BERT folder")
+    filling.add_argument("text", help="the text, with [MASK] (or <mask>) for each missing token")
+    filling.add_argument("--top-k", type=int, default=5, help="candidates per mask")
+    filling.add_argument("--json", action="store_true", help="print one JSON object")
+    filling.set_defaults(run=run_fill_mask)
+
+    tuning = commands.add_parser(
+        "finetune", help="fine-tune a bert with one new output layer on labelled JSONL"
+    )
+    tuning.add_argument("model", help="the pretrained bert: lmforge or Hugging Face folder")
+    tuning.add_argument(
+        "--train",
+        required=True,
+        help='JSONL: {"text": ..., "label": ...} lines (--task token: {"tokens": [...], '
+        '"labels": [...]})',
+    )
+    tuning.add_argument("--eval", help="held-out JSONL of the same form")
+    tuning.add_argument("--out", required=True, help="the fine-tuned folder to write")
+    tuning.add_argument("--task", choices=TASKS, default="sequence")
+    tuning.add_argument("--config", help="JSON or TOML file of trainer settings")
+    tuning.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a trainer setting (default batch_size=32 lr=5e-5, 3 epochs), e.g. --set lr=3e-5",
+    )
+    tuning.add_argument(
+        "--freeze-encoder", action="store_true", help="train the new output layer only"
+    )
+    tuning.add_argument("--quiet", action="store_true", help="no progress bar")
+    tuning.set_defaults(run=run_finetune)
+
+
+def run_pretrain(args: argparse.Namespace) -> int:
+    family = get_family(args.model)
+    if family.causal or family.fitting != "trainer":
+        raise ConfigError(
+            f"{args.model} is not a masked LM: train it with `lmforge train --model "
+            f"{args.model}`; pretrain takes bert"
+        )
+    if args.corpus in BUILTIN_CORPORA:
+        corpus = load_corpus(args.corpus)
+        name, train_lines, valid_lines = corpus.name, corpus.train, corpus.valid
+    else:
+        name = Path(args.corpus).stem
+        train_lines, valid_lines = document_split(read_texts(args.corpus))
+    if args.valid:
+        valid_lines = read_texts(args.valid)
+    out = Path(args.out or f"runs/{args.model}-{name}")
+    model_settings, train_config = _train_settings(args, family, out)
+    kind = args.tokenizer or "wordpiece"
+    if kind == "none":
+        raise ConfigError("bert needs a tokenizer; choose one with --tokenizer (wordpiece)")
+    if args.resume:
+        tokenizer = load_tokenizer(out / "tokenizer.json")
+    else:
+        tokenizer = train_tokenizer(
+            kind, train_lines, vocab_size=args.vocab_size, rare_threshold=args.rare_threshold
+        )
+    _say(
+        args,
+        f"lmforge pretrain: {args.model} on {name} (masked LM + next sentence), tokenizer "
+        f"{kind} ({tokenizer.vocab_size:,} symbols)",
+    )
+    _say(args, f"model settings {model_settings}; trainer {config_to_dict(train_config)}")
+    model, result, task = pretrain(
+        train_lines,
+        valid_lines,
+        tokenizer,
+        model_settings,
+        train_config,
+        out_dir=out,
+        resume=args.resume,
+        progress=not args.quiet,
+    )
+    print(
+        f"trained {result.steps} steps in {result.train_seconds:.0f}s "
+        f"({result.tokens_per_second:,.0f} tokens/s)"
+    )
+    metrics = task.evaluate(model, train_config.eval_tokens)
+    if metrics is None:
+        print("no held-out documents (fewer than 4 documents): give --valid to evaluate")
+    else:
+        print(
+            f"held-out: masked-LM accuracy {metrics['valid_mlm_accuracy']:.3f} (most frequent "
+            f"token {task.unigram_accuracy():.3f}), masked-LM loss "
+            f"{metrics['valid_mlm_loss']:.3f}, next-sentence accuracy "
+            f"{metrics['valid_nsp_accuracy']:.3f}"
+        )
+    print(f"wrote {out}/")
+    return 0
+
+
+def _load_bert(path: str) -> tuple[BERT, Tokenizer]:
+    """A BERT with its MLM head and tokenizer: an lmforge bert folder or a Hugging Face one
+    (what cannot be mapped is printed as a note)."""
+    folder = Path(path)
+    config_file = folder / "config.json"
+    meta = read_json(config_file, "model config") if config_file.exists() else {}
+    if "task" in meta:
+        raise ConfigError(
+            f"{folder} is a fine-tuned classifier; give the pretrained bert folder it came from"
+        )
+    if "family" in meta or not folder.is_dir():
+        model, tokenizer, _ = load_model(folder)
+    else:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model, tokenizer = import_hf(folder)
+        for warning in caught:
+            print(f"lmforge: note: {warning.message}", file=sys.stderr)
+    if not isinstance(model, BERT):
+        raise ConfigError(
+            f"{folder} holds a {type(model).__name__}; this command needs a bert (masked LM)"
+        )
+    return model, tokenizer
+
+
+def run_fill_mask(args: argparse.Namespace) -> int:
+    model, tokenizer = _load_bert(args.model)
+    candidates = fill_mask(model, tokenizer, args.text, top_k=args.top_k)
+    if args.json:
+        masks = [[{"token": t, "probability": p} for t, p in mask] for mask in candidates]
+        print(json.dumps({"text": args.text, "masks": masks}, ensure_ascii=False))
+        return 0
+    for number, mask in enumerate(candidates, start=1):
+        if len(candidates) > 1:
+            print(f"{MASK_MARKERS[0]} {number}:")
+        for token, probability in mask:
+            print(f"  {probability:.4f}  {token}")
+    return 0
+
+
+def run_finetune(args: argparse.Namespace) -> int:
+    train_records = read_examples(args.train, args.task)
+    eval_records = read_examples(args.eval, args.task) if args.eval else None
+    settings = read_config_file(args.config) if args.config else {}
+    settings.update(_parse_sets(args.set))
+    train_config = finetune_config(len(train_records), settings)
+    check_labels(train_records, eval_records, args.task)
+    encoder, tokenizer = _load_bert(args.model)
+    _say(
+        args,
+        f"lmforge finetune: {args.task} classification on {len(train_records):,} examples, "
+        f"trainer {config_to_dict(train_config)}",
+    )
+    model, result, metrics = finetune(
+        encoder,
+        tokenizer,
+        train_records,
+        eval_records,
+        args.task,
+        train_config,
+        out_dir=args.out,
+        freeze_encoder=args.freeze_encoder,
+        base=str(args.model),
+        progress=not args.quiet,
+    )
+    print(
+        f"fine-tuned {result.steps} steps in {result.train_seconds:.0f}s "
+        f"({model.n_labels} labels, {model.num_parameters():,} parameters)"
+    )
+    if metrics is not None:
+        print(
+            f"held-out accuracy {metrics['valid_accuracy']:.3f}, "
+            f"macro-F1 {metrics['valid_macro_f1']:.3f}"
+        )
+    print(f"wrote {args.out}/")
     return 0
 
 

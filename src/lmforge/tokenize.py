@@ -14,6 +14,8 @@ Kinds:
 * ``jieba``: Chinese word segmentation by jieba (default dictionary, HMM on), then as ``word``.
 * ``bpe``, ``bytebpe``, ``wordpiece``: Hugging Face ``tokenizers`` models (sentencepiece-style BPE,
   GPT-2 byte-level BPE, BERT WordPiece) trained to ``vocab_size``; they add no markers themselves.
+* ``pretrained`` (not trained here): an imported Hugging Face checkpoint's tokenizer, keeping the
+  checkpoint's ids and special tokens (``PretrainedTokenizer``; see ``lmforge.hub.hf``).
 
 A tokenizer is saved as one JSON file and read back with ``load_tokenizer``.
 """
@@ -52,6 +54,8 @@ __all__ = [
     "Tokenizer",
     "VocabTokenizer",
     "SubwordTokenizer",
+    "PretrainedTokenizer",
+    "PRETRAINED_ROLES",
     "train_tokenizer",
     "load_tokenizer",
     "sentence_tokens",
@@ -97,6 +101,14 @@ class Tokenizer:
     def vocab_size(self) -> int:
         """Number of ids, special tokens included."""
         return len(self.vocab)
+
+    # Ids of the special roles (an imported checkpoint's tokenizer keeps its own ids). BERT
+    # reads bos as [CLS] and eos as [SEP].
+    pad_id = PAD_ID
+    unk_id = UNK_ID
+    bos_id = BOS_ID
+    eos_id = EOS_ID
+    mask_id = MASK_ID
 
     def tokens(self, line: str) -> list[str]:
         """Token strings of one line, without markers; unknown pieces are mapped as per kind."""
@@ -452,6 +464,131 @@ def _train_subword_tokenizer(kind: str, lines: list[str], vocab_size: int) -> Su
 
 
 # ----------------------------------------------------------------------------------------------
+# pretrained: a Hugging Face checkpoint's own tokenizer, with the checkpoint's ids
+
+
+class PretrainedTokenizer(Tokenizer):
+    """The tokenizer of an imported Hugging Face checkpoint (``lmforge.hub.hf``), ids unchanged.
+
+    A checkpoint's embedding rows are indexed by its own ids, so its special tokens keep them
+    (BERT: [PAD]=0, [UNK]=100, [CLS]=101, [SEP]=102, [MASK]=103) instead of lmforge's 0..4.
+    Each plays an lmforge role: ``encode`` with markers gives ``[bos, ..., eos]``, that is
+    [CLS] ... [SEP] for BERT.
+
+    Args:
+        hf: the checkpoint's Hugging Face tokenizer; its truncation and padding are switched off
+            (lmforge adds markers, truncates and pads itself).
+        special_tokens: token string of each role in ``PRETRAINED_ROLES`` (pad, unk, bos, eos,
+            mask), each in the vocabulary.
+        max_length: most tokens of one encoded line, markers included; 0 = the model's limit.
+        lowercase: lower-case lines before tokenizing (sentence-transformers' do_lower_case).
+    """
+
+    kind = "pretrained"
+
+    def __init__(
+        self,
+        hf: HFTokenizer,
+        special_tokens: dict[str, str],
+        max_length: int = 0,
+        lowercase: bool = False,
+    ) -> None:
+        problem = _pretrained_problem(hf, special_tokens, max_length)
+        if problem:
+            raise CheckpointError(f"cannot use this Hugging Face tokenizer: {problem}")
+        hf.no_truncation()
+        hf.no_padding()
+        self._hf = hf
+        self._ids = hf.get_vocab(with_added_tokens=True)
+        self._vocab = tuple(sorted(self._ids, key=self._ids.__getitem__))
+        self.special_tokens = {role: special_tokens[role] for role in PRETRAINED_ROLES}
+        self.max_length = max_length
+        self.lowercase = lowercase
+        self._special_ids = {self._ids[token] for token in self.special_tokens.values()}
+
+    @property
+    def vocab(self) -> tuple[str, ...]:
+        return self._vocab
+
+    @property
+    def pad_id(self) -> int:
+        return self._ids[self.special_tokens["pad"]]
+
+    @property
+    def unk_id(self) -> int:
+        return self._ids[self.special_tokens["unk"]]
+
+    @property
+    def bos_id(self) -> int:
+        """The start marker ([CLS] for BERT)."""
+        return self._ids[self.special_tokens["bos"]]
+
+    @property
+    def eos_id(self) -> int:
+        """The end marker ([SEP] for BERT)."""
+        return self._ids[self.special_tokens["eos"]]
+
+    @property
+    def mask_id(self) -> int:
+        return self._ids[self.special_tokens["mask"]]
+
+    def tokens_batch(self, lines: Sequence[str]) -> list[list[str]]:
+        encodings = self._hf.encode_batch(self._prepared(lines), add_special_tokens=False)
+        return [e.tokens for e in encodings]
+
+    def encode_batch(self, lines: Sequence[str], markers: bool = True) -> list[list[int]]:
+        rows = self._ids_batch(lines)
+        if markers:
+            bos, eos = self.bos_id, self.eos_id
+            return [[bos, *row, eos] for row in rows]
+        return rows
+
+    def decode(self, ids: Sequence[int]) -> str:
+        checked = [self._check_id(int(i)) for i in ids]
+        return self._hf.decode([i for i in checked if i not in self._special_ids])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "format_version": _FORMAT_VERSION,
+            "special_tokens": self.special_tokens,
+            "max_length": self.max_length,
+            "lowercase": self.lowercase,
+            "hf": json.loads(self._hf.to_str()),
+        }
+
+    def _index(self) -> dict[str, int]:
+        return self._ids
+
+    def _prepared(self, lines: Sequence[str]) -> list[str]:
+        return [line.lower() for line in lines] if self.lowercase else list(lines)
+
+    def _ids_batch(self, lines: Sequence[str]) -> list[list[int]]:
+        encodings = self._hf.encode_batch_fast(self._prepared(lines), add_special_tokens=False)
+        return [e.ids for e in encodings]
+
+
+PRETRAINED_ROLES = ("pad", "unk", "bos", "eos", "mask")
+
+
+def _pretrained_problem(hf: Any, special_tokens: Any, max_length: Any) -> str | None:
+    """What is wrong with the parts of a PretrainedTokenizer, or None if they are usable."""
+    if not isinstance(hf, HFTokenizer):
+        return "'hf' is not a Hugging Face tokenizer"
+    ids = hf.get_vocab(with_added_tokens=True)
+    if sorted(ids.values()) != list(range(len(ids))):
+        return "its token ids are not 0 .. vocab_size - 1 without gaps"
+    if not isinstance(special_tokens, dict):
+        return "special_tokens must map roles to token strings"
+    for role in PRETRAINED_ROLES:
+        if special_tokens.get(role) not in ids:
+            return f"the {role} token {special_tokens.get(role)!r} is not in its vocabulary"
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 0:
+        return f"max_length must be an integer >= 0, got {max_length!r}"
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
 # training, saving, loading
 
 
@@ -494,7 +631,7 @@ def load_tokenizer(path: str | os.PathLike[str]) -> Tokenizer:
     path = Path(path)
     data = _read_json(path)
     kind = data.get("kind")
-    if kind not in TOKENIZER_KINDS:
+    if kind not in (*TOKENIZER_KINDS, PretrainedTokenizer.kind):
         raise CheckpointError(
             f"{path} holds tokenizer kind {kind!r}, not one of {', '.join(TOKENIZER_KINDS)}; "
             "give a tokenizer file saved by lmforge"
@@ -506,6 +643,8 @@ def load_tokenizer(path: str | os.PathLike[str]) -> Tokenizer:
         )
     if kind in _SPLITTERS:
         return _vocab_tokenizer_from_dict(path, kind, data)
+    if kind == PretrainedTokenizer.kind:
+        return _pretrained_tokenizer_from_dict(path, data)
     return _subword_tokenizer_from_dict(path, kind, data)
 
 
@@ -534,6 +673,20 @@ def _subword_tokenizer_from_dict(path: Path, kind: str, data: dict[str, Any]) ->
     if problem:
         raise CheckpointError(f"{path} is not a valid {kind} tokenizer: {problem}; retrain it")
     return SubwordTokenizer(kind, hf)
+
+
+def _pretrained_tokenizer_from_dict(path: Path, data: dict[str, Any]) -> PretrainedTokenizer:
+    try:
+        hf = HFTokenizer.from_str(json.dumps(data.get("hf")))
+    except Exception as err:  # tokenizers raises a bare Exception for a bad document
+        raise CheckpointError(
+            f"{path} does not hold a valid tokenizer under 'hf' ({err}); import the model again"
+        ) from None
+    special_tokens, max_length = data.get("special_tokens"), data.get("max_length", 0)
+    problem = _pretrained_problem(hf, special_tokens, max_length)
+    if problem:
+        raise CheckpointError(f"{path} is not a valid pretrained tokenizer: {problem}")
+    return PretrainedTokenizer(hf, special_tokens, max_length, bool(data.get("lowercase")))
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -17,10 +17,12 @@ from lmforge import __version__
 from lmforge.checkpoint import read_json, write_json
 from lmforge.config import build_config, config_to_dict
 from lmforge.data.batching import token_stream
+from lmforge.data.pairs import PairsCorpus, PairsTask, source_batch
 from lmforge.errors import CheckpointError, ConfigError, DataError
 from lmforge.evaluate import perplexity
-from lmforge.models import get_family
+from lmforge.models import FAMILIES, get_family
 from lmforge.models.ngram import NgramConfig, NgramEvaluation, NgramLM
+from lmforge.models.seq2seq import beam_search, greedy_decode
 from lmforge.tokenize import Tokenizer, load_tokenizer, train_tokenizer
 from lmforge.train.trainer import WEIGHTS, TrainConfig, Trainer, TrainResult, evaluate_model
 
@@ -33,6 +35,9 @@ __all__ = [
     "evaluate_ngram",
     "build_model",
     "train_model",
+    "train_seq2seq",
+    "write_model_meta",
+    "translate",
     "load_model",
     "model_perplexity",
 ]
@@ -147,6 +152,28 @@ def build_model(family_name: str, vocab_size: int, overrides: dict | None = None
     return family.model_class(config), config
 
 
+def write_model_meta(
+    out_dir: str | os.PathLike,
+    family_name: str,
+    config,
+    train_config: TrainConfig,
+    tokenizer: Tokenizer,
+    extra: dict | None = None,
+) -> None:
+    """Write a model folder's ``tokenizer.json`` and ``config.json`` (family, version, model and
+    trainer settings, tokenizer kind, and ``extra``) before training fills in the weights."""
+    folder = Path(out_dir)
+    tokenizer.save(folder / TOKENIZER_NAME)
+    meta = {
+        "family": family_name,
+        "version": __version__,
+        "config": config_to_dict(config),
+        "train_config": config_to_dict(train_config),
+        "tokenizer": tokenizer.kind,
+    }
+    write_json(folder / CONFIG_NAME, {**meta, **(extra or {})})
+
+
 def train_model(
     family_name: str,
     train_lines: Sequence[str],
@@ -159,25 +186,73 @@ def train_model(
     progress: bool = True,
 ) -> tuple[torch.nn.Module, TrainResult]:
     """Train a neural family on lines with the one Trainer; write a model folder if asked."""
+    family = get_family(family_name)
+    if family.fitting == "trainer" and not family.causal:
+        how = (
+            "train it on pairs (--pairs FILE.jsonl)" if family.seq2seq else "use `lmforge pretrain`"
+        )
+        raise ConfigError(f"{family_name} is not a left-to-right language model; {how}")
     model, config = build_model(family_name, tokenizer.vocab_size, model_overrides)
     if out_dir and not resume:
-        folder = Path(out_dir)
-        tokenizer.save(folder / TOKENIZER_NAME)
-        write_json(
-            folder / CONFIG_NAME,
-            {
-                "family": family_name,
-                "version": __version__,
-                "config": config_to_dict(config),
-                "train_config": config_to_dict(train_config),
-                "tokenizer": tokenizer.kind,
-            },
-        )
+        write_model_meta(out_dir, family_name, config, train_config, tokenizer)
     train = token_stream(tokenizer, train_lines)
     valid = token_stream(tokenizer, valid_lines) if valid_lines else None
     trainer = Trainer(model, train_config, train, valid, out_dir=out_dir, progress=progress)
     result = trainer.fit(resume=resume)
     return trainer.model, result
+
+
+def train_seq2seq(
+    family_name: str,
+    pairs: PairsCorpus,
+    tokenizer: Tokenizer,
+    model_overrides: dict,
+    train_config: TrainConfig,
+    out_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> tuple[torch.nn.Module, TrainResult]:
+    """Train an encoder-decoder family (``Family.seq2seq``) on (source, target) pairs with the
+    one Trainer (``PairsTask``); write a model folder, as ``train_model`` does, if asked."""
+    if not get_family(family_name).seq2seq:
+        raise ConfigError(
+            f"{family_name} is not an encoder-decoder; pairs train "
+            f"{', '.join(n for n, f in FAMILIES.items() if f.seq2seq)}"
+        )
+    model, config = build_model(family_name, tokenizer.vocab_size, model_overrides)
+    if out_dir and not resume:
+        write_model_meta(
+            out_dir, family_name, config, train_config, tokenizer, {"pairs": pairs.name}
+        )
+    task = PairsTask(
+        model, tokenizer, pairs.train, pairs.valid, train_config.batch_size, train_config.seed
+    )
+    trainer = Trainer(model, train_config, out_dir=out_dir, progress=progress, task=task)
+    result = trainer.fit(resume=resume)
+    return trainer.model, result
+
+
+def translate(
+    model: torch.nn.Module,
+    tokenizer: Tokenizer,
+    sources: Sequence[str],
+    beam_size: int = 1,
+    max_len: int | None = None,
+    batch_size: int = 256,
+) -> list[str]:
+    """Decode a target for every source text with an encoder-decoder model: greedy when
+    ``beam_size`` is 1, else beam search (``lmforge.models.seq2seq``)."""
+    model.eval()
+    device = next(model.parameters()).device
+    out: list[str] = []
+    for start in range(0, len(sources), batch_size):
+        source = source_batch(tokenizer, sources[start : start + batch_size]).to(device)
+        if beam_size == 1:
+            ids = greedy_decode(model, source, max_len)
+        else:
+            ids = beam_search(model, source, beam_size, max_len)
+        out += [tokenizer.decode(row) for row in ids]
+    return out
 
 
 def load_model(path: str | os.PathLike):

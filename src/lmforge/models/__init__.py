@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lmforge.errors import UnknownModelError
-from lmforge.models import gpt, ngram, nnlm, rnn
+from lmforge.models import bert, elmo, gpt, ngram, nnlm, rnn, rnn_seq2seq, seq2seq
 from lmforge.models.family import Family
 
 __all__ = ["FAMILIES", "Family", "get_family"]
@@ -15,6 +15,10 @@ FAMILIES: dict[str, Family] = {
     "lstm": rnn.FAMILY_LSTM,
     "gru": rnn.FAMILY_GRU,
     "gpt": gpt.FAMILY,
+    "elmo": elmo.FAMILY,
+    "bert": bert.FAMILY,
+    "seq2seq": seq2seq.FAMILY,
+    "rnn_seq2seq": rnn_seq2seq.FAMILY,
 }
 
 

@@ -38,6 +38,12 @@ class Family:
         model_class: the model class.
         fitting: "counting" (``model_class.fit``) or "trainer" (the one neural Trainer).
         summary: one line for listings.
+        causal: True for left-to-right LMs, which answer ``log_probs`` and ``generate``; False
+            for masked LMs (bert), which raise ConfigError there and are scored by
+            pseudo-perplexity, and for encoder-decoders (``seq2seq`` below).
+        seq2seq: True for encoder-decoder families trained on (source, target) pairs
+            (``lmforge.data.pairs.PairsTask``) and decoded from a source (``seq2seq``,
+            ``rnn_seq2seq``; protocol in ``lmforge.models.seq2seq``); they are not causal LMs.
     """
 
     name: str
@@ -45,3 +51,5 @@ class Family:
     model_class: type
     fitting: str
     summary: str
+    causal: bool = True
+    seq2seq: bool = False

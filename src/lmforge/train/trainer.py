@@ -1,11 +1,15 @@
 """The one Trainer for every neural family.
 
-It knows nothing about a family beyond the protocol in ``lmforge.models.family``: batching comes
-from ``model.recurrent`` (random windows, or parallel rows with a carried state for truncated
-BPTT), the loss is ``-model.log_probs(inputs, targets, state).mean()``. It owns the loop, AdamW or
-SGD, warmup + cosine or divide-on-plateau schedules, gradient accumulation and clipping, bf16
-autocast (for GPUs), evaluation, early stopping, atomic checkpoints with exact resume, progress,
-``metrics.jsonl``, and data parallelism under ``torchrun`` (gloo on CPU, nccl on GPU).
+It knows nothing about a family beyond the protocol in ``lmforge.models.family``. What it trains
+on is a *task* (``Task``): batches, the loss of a batch, and validation metrics. The default task,
+``LMTask``, is language modelling: batching comes from ``model.recurrent`` (random windows, or
+parallel rows with a carried state for truncated BPTT), the loss is
+``-model.log_probs(inputs, targets, state).mean()``. Other objectives (BERT's MLM + NSP,
+sequence-to-sequence pairs, classification fine-tuning) are other tasks. The Trainer owns the
+loop, AdamW or SGD, warmup + cosine or divide-on-plateau schedules, gradient accumulation and
+clipping, bf16 autocast (for GPUs), evaluation, early stopping, atomic checkpoints with exact
+resume, progress, ``metrics.jsonl``, and data parallelism under ``torchrun`` (gloo on CPU, nccl
+on GPU).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -27,7 +32,16 @@ from lmforge.data.batching import StreamBatches, WindowBatches, eval_rows, eval_
 from lmforge.errors import CheckpointError, ConfigError
 from lmforge.train.schedules import Plateau, warmup_cosine
 
-__all__ = ["TrainConfig", "TrainResult", "Trainer", "evaluate_model", "lm_loss", "stream_log_probs"]
+__all__ = [
+    "LMTask",
+    "Task",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "evaluate_model",
+    "lm_loss",
+    "stream_log_probs",
+]
 
 WEIGHTS, STATE_DIR, METRICS = "model.safetensors", "trainer_state", "metrics.jsonl"
 
@@ -117,15 +131,84 @@ def lm_loss(model: nn.Module, inputs, targets, state=None):
     return -logp.mean(), state
 
 
-class _LossModule(nn.Module):
-    """The loss as a module's forward, so DDP and torch.compile see the whole step."""
+class Task(Protocol):
+    """What the Trainer trains on.
 
-    def __init__(self, model: nn.Module) -> None:
+    A batch is a tuple of tensors whose first dimension is the example (the Trainer slices rows
+    for data parallelism and gradient accumulation).
+    """
+
+    def batch(self, step: int) -> tuple[tuple[torch.Tensor, ...], bool]:
+        """The batch of training step ``step`` (deterministic in step), and whether a carried
+        recurrent state must restart there."""
+        ...
+
+    def loss(self, model: nn.Module, batch: tuple[torch.Tensor, ...], state=None):
+        """(scalar loss to minimise, new carried state or None)."""
+        ...
+
+    def tokens(self, batch: tuple[torch.Tensor, ...]) -> int:
+        """How many tokens the batch holds (for tokens/s)."""
+        ...
+
+    def evaluate(self, model: nn.Module, max_tokens: int = 0) -> dict[str, float] | None:
+        """Validation metrics with a ``"valid_loss"`` (lower is better) to select and stop on;
+        None when there is no validation data."""
+        ...
+
+
+class LMTask:
+    """Next-token prediction on a token stream: the default task of the Trainer."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        config: TrainConfig,
+        train_stream: torch.Tensor,
+        valid_stream: torch.Tensor | None = None,
+    ) -> None:
+        self.valid_stream = valid_stream
+        if model.recurrent:
+            self.batches = StreamBatches(train_stream, config.batch_size, config.seq_len)
+        else:
+            limit = getattr(model.config, "max_seq_len", None)
+            if limit and config.seq_len != limit:
+                raise ConfigError(
+                    f"seq_len ({config.seq_len}) must equal the model's max_seq_len ({limit}): "
+                    "positions beyond seq_len would never be trained"
+                )
+            self.batches = WindowBatches(
+                train_stream, config.batch_size, config.seq_len, config.seed
+            )
+
+    def batch(self, step: int) -> tuple[tuple[torch.Tensor, ...], bool]:
+        inputs, targets, reset = self.batches.batch(step)
+        return (inputs, targets), reset
+
+    def loss(self, model: nn.Module, batch: tuple[torch.Tensor, ...], state=None):
+        inputs, targets = batch
+        return lm_loss(model, inputs, targets, state)
+
+    def tokens(self, batch: tuple[torch.Tensor, ...]) -> int:
+        return batch[1].numel()
+
+    def evaluate(self, model: nn.Module, max_tokens: int = 0) -> dict[str, float] | None:
+        if self.valid_stream is None:
+            return None
+        nll, count = evaluate_model(model, self.valid_stream, max_tokens=max_tokens)
+        return {"valid_loss": nll / count, "valid_ppl": math.exp(nll / count)}
+
+
+class _LossModule(nn.Module):
+    """The task's loss as a module's forward, so DDP and torch.compile see the whole step."""
+
+    def __init__(self, model: nn.Module, task: Task) -> None:
         super().__init__()
         self.model = model
+        self.task = task
 
-    def forward(self, inputs, targets, state=None):
-        return lm_loss(self.model, inputs, targets, state)
+    def forward(self, *batch, state=None):
+        return self.task.loss(self.model, batch, state)
 
 
 def detach_state(state):
@@ -190,26 +273,30 @@ def evaluate_model(
 
 
 class Trainer:
-    """Trains one model on one token stream, optionally checkpointing to ``out_dir``.
+    """Trains one model on one task, optionally checkpointing to ``out_dir``.
 
     Args:
         model: a neural family's module (see ``lmforge.models.family``).
         config: the TrainConfig.
-        train_stream: (N,) token ids (``lmforge.data.batching.token_stream``).
+        train_stream: (N,) token ids (``lmforge.data.batching.token_stream``) for the default
+            language-modelling task; None when ``task`` is given.
         valid_stream: ids for evaluation every ``eval_interval`` steps, or None.
         out_dir: folder for ``model.safetensors``, ``trainer_state/`` and ``metrics.jsonl``;
             the caller writes ``config.json`` and ``tokenizer.json`` there.
         progress: show a progress bar (rank 0 only).
+        task: what to train on (``Task``); default ``LMTask(model, config, train_stream,
+            valid_stream)``.
     """
 
     def __init__(
         self,
         model: nn.Module,
         config: TrainConfig,
-        train_stream: torch.Tensor,
+        train_stream: torch.Tensor | None = None,
         valid_stream: torch.Tensor | None = None,
         out_dir: str | os.PathLike | None = None,
         progress: bool = True,
+        task: Task | None = None,
     ) -> None:
         self.config = config
         self.out_dir = Path(out_dir) if out_dir else None
@@ -218,24 +305,16 @@ class Trainer:
             config.device if config.device != "cuda" else f"cuda:{self._local_rank()}"
         )
         self.model = model.to(self.device)
-        self.valid_stream = valid_stream
+        if task is None:
+            if train_stream is None:
+                raise ConfigError("the Trainer needs a train_stream or a task")
+            task = LMTask(self.model, config, train_stream, valid_stream)
+        self.task = task
         self.progress = progress and self.rank == 0
         if config.batch_size % (self.world * config.grad_accum):
             raise ConfigError(
                 f"batch_size ({config.batch_size}) must divide evenly over {self.world} processes "
                 f"x grad_accum {config.grad_accum}"
-            )
-        if model.recurrent:
-            self.batches = StreamBatches(train_stream, config.batch_size, config.seq_len)
-        else:
-            limit = getattr(model.config, "max_seq_len", None)
-            if limit and config.seq_len != limit:
-                raise ConfigError(
-                    f"seq_len ({config.seq_len}) must equal the model's max_seq_len ({limit}): "
-                    "positions beyond seq_len would never be trained"
-                )
-            self.batches = WindowBatches(
-                train_stream, config.batch_size, config.seq_len, config.seed
             )
         self.optimizer = _make_optimizer(self.model, config)
         self.plateau = Plateau(config.plateau_factor)
@@ -247,7 +326,7 @@ class Trainer:
         self.state = None
         self.best_weights: dict[str, torch.Tensor] | None = None
         self.history: list[dict] = []
-        wrapped: nn.Module = _LossModule(self.model)
+        wrapped: nn.Module = _LossModule(self.model, self.task)
         if self.world > 1:
             wrapped = nn.parallel.DistributedDataParallel(wrapped)
         self.loss_module = torch.compile(wrapped) if config.compile else wrapped
@@ -280,9 +359,9 @@ class Trainer:
         while self.step < cfg.max_steps:
             started = time.perf_counter()
             lr = self._set_lr()
-            loss, grad_norm = self._train_step()
+            loss, grad_norm, tokens = self._train_step()
             self.train_seconds += time.perf_counter() - started
-            self.tokens_seen += cfg.batch_size * cfg.seq_len
+            self.tokens_seen += tokens
             self.step += 1
             speed = self.tokens_seen / max(self.train_seconds, 1e-9)
             bar.update(1)
@@ -318,23 +397,24 @@ class Trainer:
             self.history,
         )
 
-    def _train_step(self) -> tuple[float, float]:
+    def _train_step(self) -> tuple[float, float, int]:
+        """One optimizer step: (loss, gradient norm before clipping, tokens in the global batch)."""
         cfg = self.config
-        inputs, targets, reset = self.batches.batch(self.step)
-        rows = slice(
-            self.rank * cfg.batch_size // self.world, (self.rank + 1) * cfg.batch_size // self.world
-        )
-        inputs, targets = inputs[rows].to(self.device), targets[rows].to(self.device)
+        batch, reset = self.task.batch(self.step)
+        tokens = self.task.tokens(batch)
+        size = batch[0].shape[0]
+        rows = slice(self.rank * size // self.world, (self.rank + 1) * size // self.world)
+        batch = tuple(t[rows].to(self.device) for t in batch)
         if self.model.recurrent and (reset or self.state is None):
-            self.state = self.model.init_state(inputs.shape[0], self.device)
-        micro = inputs.shape[0] // cfg.grad_accum
+            self.state = self.model.init_state(batch[0].shape[0], self.device)
+        micro = batch[0].shape[0] // cfg.grad_accum
         total = 0.0
         states = []
         for i in range(cfg.grad_accum):
             part = slice(i * micro, (i + 1) * micro)
             state = _slice_state(self.state, part)
             with self._autocast():
-                loss, state = self.loss_module(inputs[part], targets[part], state)
+                loss, state = self.loss_module(*(t[part] for t in batch), state=state)
             (loss / cfg.grad_accum).backward()
             total += loss.item() / cfg.grad_accum
             states.append(detach_state(state))
@@ -346,7 +426,7 @@ class Trainer:
         )
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return total, grad_norm
+        return total, grad_norm, tokens
 
     def _set_lr(self) -> float:
         cfg = self.config
@@ -372,12 +452,10 @@ class Trainer:
     def _evaluate_and_checkpoint(self) -> bool:
         """Evaluate, update plateau / early stopping, checkpoint; True to stop training."""
         stop = False
-        if self.valid_stream is not None:
-            nll, count = evaluate_model(
-                self.model, self.valid_stream, max_tokens=self.config.eval_tokens
-            )
-            valid = nll / count
-            self._log({"step": self.step, "valid_loss": valid, "valid_ppl": math.exp(valid)})
+        metrics = self.task.evaluate(self.model, self.config.eval_tokens)
+        if metrics is not None:
+            valid = metrics["valid_loss"]
+            self._log({"step": self.step, **metrics})
             if self.config.schedule == "plateau":
                 self.plateau.update(valid)
             if valid < self.best_valid:
@@ -389,7 +467,8 @@ class Trainer:
                 self.bad_evals += 1
                 stop = bool(self.config.patience) and self.bad_evals >= self.config.patience
             if self.progress:
-                tqdm.write(f"step {self.step}: valid loss {valid:.4f}, ppl {math.exp(valid):.2f}")
+                shown = ", ".join(f"{k.removeprefix('valid_')} {v:.4f}" for k, v in metrics.items())
+                tqdm.write(f"step {self.step}: valid {shown}")
         self._save_state()
         return stop
 
