@@ -130,13 +130,10 @@ def _add_neural_commands(commands) -> None:
         help=f"encoder-decoders: built-in ({', '.join(BUILTIN_PAIRS)}) or a .jsonl file of "
         '{"source": ..., "target": ...} lines',
     )
-    train.add_argument("--config", help="JSON or TOML file of model and trainer settings")
-    train.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a model or trainer setting, e.g. --set n_layers=4 --set lr=3e-4",
+    _add_setting_flags(
+        train,
+        "model and trainer",
+        "a model or trainer setting, e.g. --set n_layers=4 --set lr=3e-4",
     )
     train.add_argument("--out", help="model folder (default runs/<family>-<corpus>)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -176,6 +173,12 @@ def _add_neural_commands(commands) -> None:
     ladder.add_argument("--max-steps", type=int, help="cap every neural rung's steps (a smoke run)")
     ladder.add_argument("--quiet", action="store_true")
     ladder.set_defaults(run=run_ladder_command)
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser, what: str, example: str) -> None:
+    """``--config FILE`` and repeatable ``--set KEY=VALUE`` (flags win over the file)."""
+    parser.add_argument("--config", help=f"JSON or TOML file of {what} settings")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=example)
 
 
 def _add_tokenizer_flags(parser: argparse.ArgumentParser) -> None:
@@ -537,13 +540,10 @@ def _add_masked_lm_commands(commands) -> None:
         help="built-in (brown) or a path: a blank line between documents, a sentence per line",
     )
     pretraining.add_argument("--valid", help="held-out text (default: 5%% of the documents)")
-    pretraining.add_argument("--config", help="JSON or TOML file of model and trainer settings")
-    pretraining.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a model or trainer setting, e.g. --set n_layers=2 --set max_steps=2000",
+    _add_setting_flags(
+        pretraining,
+        "model and trainer",
+        "a model or trainer setting, e.g. --set n_layers=2 --set max_steps=2000",
     )
     pretraining.add_argument("--out", help="model folder (default runs/<family>-<corpus>)")
     pretraining.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -573,13 +573,10 @@ def _add_masked_lm_commands(commands) -> None:
     tuning.add_argument("--eval", help="held-out JSONL of the same form")
     tuning.add_argument("--out", required=True, help="the fine-tuned folder to write")
     tuning.add_argument("--task", choices=TASKS, default="sequence")
-    tuning.add_argument("--config", help="JSON or TOML file of trainer settings")
-    tuning.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a trainer setting (default batch_size=32 lr=5e-5, 3 epochs), e.g. --set lr=3e-5",
+    _add_setting_flags(
+        tuning,
+        "trainer",
+        "a trainer setting (default batch_size=32 lr=5e-5, 3 epochs), e.g. --set lr=3e-5",
     )
     tuning.add_argument(
         "--freeze-encoder", action="store_true", help="train the new output layer only"

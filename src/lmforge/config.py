@@ -25,6 +25,7 @@ __all__ = [
     "check_int",
     "check_dropout",
     "checked_cutoffs",
+    "require_vocab_size",
 ]
 
 
@@ -103,6 +104,16 @@ def check_int(field: str, value: object, low: int, note: str = "") -> None:
     """Raise ConfigError unless ``value`` is an integer >= low (bools are not integers)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ConfigError(f"{field} must be an integer >= {low}{note}, got {value!r}")
+
+
+def require_vocab_size(config: object) -> None:
+    """Raise ConfigError when a model is built from a config whose ``vocab_size`` is still 0."""
+    if config.vocab_size < 1:
+        name = type(config).__name__
+        raise ConfigError(
+            f"vocab_size must be >= 1 to build a model, got {config.vocab_size}; set it from the "
+            f"tokenizer ({name}(vocab_size=tokenizer.vocab_size, ...))"
+        )
 
 
 def check_dropout(value: object) -> None:

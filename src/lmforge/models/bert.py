@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from lmforge.config import check_dropout, check_int
+from lmforge.config import check_dropout, check_int, require_vocab_size
 from lmforge.errors import ConfigError
 from lmforge.models.family import Family
 from lmforge.nn.attention import MultiHeadAttention
@@ -213,11 +213,7 @@ class BERT(nn.Module):
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
-        if config.vocab_size < 1:
-            raise ConfigError(
-                "vocab_size must be >= 1 to build a BERT, got 0; set it from the tokenizer "
-                "(BertConfig(vocab_size=len(tokenizer.vocab), ...))"
-            )
+        require_vocab_size(config)
         self.config = c = config
         self.tok_emb = nn.Embedding(c.vocab_size, c.d_model)
         self.pos_emb = nn.Embedding(c.max_seq_len, c.d_model)

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from lmforge.config import check_dropout, check_int, checked_cutoffs
+from lmforge.config import check_dropout, check_int, checked_cutoffs, require_vocab_size
 from lmforge.errors import ConfigError
 from lmforge.models.family import Family
 from lmforge.nn.layers import OutputHead
@@ -197,8 +197,7 @@ class ELMo(nn.Module):
 
     def __init__(self, config: ElmoConfig) -> None:
         super().__init__()
-        if config.vocab_size < 1:
-            raise ConfigError("vocab_size must be set (>= 1) from the tokenizer before building")
+        require_vocab_size(config)
         self.config = config
         c = config
         self.tok_emb = nn.Embedding(c.vocab_size, c.d_model)

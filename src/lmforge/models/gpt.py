@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from lmforge.config import checked_cutoffs
+from lmforge.config import checked_cutoffs, require_vocab_size
 from lmforge.errors import ConfigError
 from lmforge.models.family import Family
 from lmforge.nn.attention import KVCache, MultiHeadAttention
@@ -188,11 +188,7 @@ class GPT(nn.Module):
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
-        if config.vocab_size < 1:
-            raise ConfigError(
-                "vocab_size must be >= 1 to build a GPT, got 0; set it from the tokenizer "
-                "(GPTConfig(vocab_size=len(tokenizer), ...))"
-            )
+        require_vocab_size(config)
         self.config = config
         c = config
         self.tok_emb = nn.Embedding(c.vocab_size, c.d_model)

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from lmforge.config import check_dropout, check_int, checked_cutoffs
+from lmforge.config import check_dropout, check_int, checked_cutoffs, require_vocab_size
 from lmforge.errors import ConfigError
 from lmforge.models.family import Family
 from lmforge.nn.layers import OutputHead
@@ -126,8 +126,7 @@ class NNLM(nn.Module):
 
     def __init__(self, config: NNLMConfig) -> None:
         super().__init__()
-        if config.vocab_size < 1:
-            raise ConfigError("vocab_size must be set (>= 1) from the tokenizer before building")
+        require_vocab_size(config)
         self.config = config
         self.embed = nn.Embedding(config.vocab_size, config.d_model)  # C
         self.hidden = nn.Linear(config.d_features, config.d_hidden) if config.d_hidden else None

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, ClassVar
 import torch
 from torch import nn
 
-from lmforge.config import check_dropout, check_int, checked_cutoffs
+from lmforge.config import check_dropout, check_int, checked_cutoffs, require_vocab_size
 from lmforge.errors import ConfigError
 from lmforge.models.family import Family
 from lmforge.nn.layers import OutputHead
@@ -153,8 +153,7 @@ class RecurrentLM(nn.Module):
 
     def __init__(self, config: RNNConfig) -> None:
         super().__init__()
-        if config.vocab_size < 1:
-            raise ConfigError("vocab_size must be set (>= 1) from the tokenizer before building")
+        require_vocab_size(config)
         self.config = config
         self.embed = nn.Embedding(config.vocab_size, config.d_model)
         self.drop = nn.Dropout(config.dropout)

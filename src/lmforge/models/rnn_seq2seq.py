@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from lmforge.config import check_dropout, check_int
+from lmforge.config import check_dropout, check_int, require_vocab_size
 from lmforge.errors import ConfigError
 from lmforge.models.family import Family
 from lmforge.tokenize import PAD_ID
@@ -116,11 +116,7 @@ class RNNSeq2Seq(nn.Module):
 
     def __init__(self, config: RNNSeq2SeqConfig) -> None:
         super().__init__()
-        if config.vocab_size < 1:
-            raise ConfigError(
-                "vocab_size must be >= 1 to build an rnn_seq2seq model, got 0; set it from the "
-                "tokenizer (RNNSeq2SeqConfig(vocab_size=tokenizer.vocab_size, ...))"
-            )
+        require_vocab_size(config)
         self.config = c = config
         between = c.dropout if c.n_layers > 1 else 0.0
         self.embedding = nn.Embedding(c.vocab_size, c.d_model)

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from lmforge.config import check_dropout, check_int
+from lmforge.config import check_dropout, check_int, require_vocab_size
 from lmforge.errors import ConfigError
 from lmforge.models.family import Family
 from lmforge.nn.attention import KVCache, MultiHeadAttention
@@ -294,11 +294,7 @@ class Seq2Seq(nn.Module):
 
     def __init__(self, config: Seq2SeqConfig) -> None:
         super().__init__()
-        if config.vocab_size < 1:
-            raise ConfigError(
-                "vocab_size must be >= 1 to build a seq2seq model, got 0; set it from the "
-                "tokenizer (Seq2SeqConfig(vocab_size=tokenizer.vocab_size, ...))"
-            )
+        require_vocab_size(config)
         self.config = c = config
         self.embedding = nn.Embedding(c.vocab_size, c.d_model)
         self.register_buffer(
