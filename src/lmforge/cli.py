@@ -22,7 +22,9 @@ from lmforge.config import add_config_flags, build_config, config_to_dict, read_
 from lmforge.data import BUILTIN_CORPORA, load_corpus, read_texts
 from lmforge.data.mlm import document_split
 from lmforge.data.pairs import BUILTIN_PAIRS, bleu, load_pairs
-from lmforge.errors import ConfigError, LMForgeError
+from lmforge.data.vertical import TASKS as VERTICAL_TASKS
+from lmforge.data.vertical import builtin_task
+from lmforge.errors import ConfigError, DataError, LMForgeError
 from lmforge.finetune import TASKS, check_labels, finetune, finetune_config, read_examples
 from lmforge.hub import (
     embed,
@@ -40,6 +42,16 @@ from lmforge.nn.sampling import Sampler
 from lmforge.pretrain import MASK_MARKERS, fill_mask, pretrain
 from lmforge.tokenize import BOS, TOKENIZER_KINDS, Tokenizer, load_tokenizer, train_tokenizer
 from lmforge.train.trainer import TrainConfig
+from lmforge.vertical import (
+    METHODS,
+    VerticalConfig,
+    default_base,
+    estimate_minutes,
+    load_base,
+    plot_result,
+    result_table,
+    run_vertical,
+)
 from lmforge.workflows import (
     evaluate_ngram,
     load_model,
@@ -117,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_neural_commands(commands)
     _add_hub_commands(commands)
     _add_masked_lm_commands(commands)
+    _add_vertical_command(commands)
     return parser
 
 
@@ -721,6 +734,96 @@ def run_finetune(args: argparse.Namespace) -> int:
         )
     print(f"wrote {args.out}/")
     return 0
+
+
+def _add_vertical_command(commands) -> None:
+    vertical = commands.add_parser(
+        "vertical",
+        help="base model + vertical model: fine-tuning, domain pretraining, LoRA, self-training "
+        "and few-shot prompting against TF-IDF, label budget by label budget",
+    )
+    where = vertical.add_mutually_exclusive_group(required=True)
+    where.add_argument("--task", choices=sorted(VERTICAL_TASKS), help="a built-in task")
+    where.add_argument("--labeled", help='labelled JSONL: {"text": ..., "label": ...} lines')
+    vertical.add_argument("--eval", help="evaluation JSONL (with --labeled)")
+    vertical.add_argument("--unlabeled", help="the domain's unlabelled text, one text per line")
+    vertical.add_argument(
+        "--base",
+        help="base model folder: lmforge gpt/bert/elmo or a Hugging Face BERT folder (default: "
+        "a small gpt pretrained on brown, trained once into runs/vertical/base-gpt-brown)",
+    )
+    vertical.add_argument("--sizes", default="16,64,256,all", help="label budgets")
+    vertical.add_argument("--methods", help="comma-separated (default: all): " + ",".join(METHODS))
+    vertical.add_argument("--out", help="folder for vertical.json and vertical.png")
+    vertical.add_argument("--json", help="also write the results as JSON to this file")
+    _add_setting_flags(vertical, "vertical", "a VerticalConfig setting, e.g. --set max_steps=200")
+    vertical.add_argument("--quiet", action="store_true", help="no progress lines")
+    vertical.set_defaults(run=run_vertical_command)
+
+
+def run_vertical_command(args: argparse.Namespace) -> int:
+    settings = read_config_file(args.config) if args.config else {}
+    settings.update(_parse_sets(args.set))
+    settings["sizes"] = tuple(
+        s if s == "all" else _whole_number(s, "--sizes") for s in args.sizes.split(",")
+    )
+    if args.methods:
+        settings["methods"] = tuple(m.strip() for m in args.methods.split(","))
+    cfg = build_config(VerticalConfig, settings, {})
+    if args.task:
+        data = builtin_task(args.task)
+        name, train, test, unlabeled = data.name, data.train, data.test, data.unlabeled
+        description, verbalizers = data.description, data.verbalizers
+    else:
+        if not args.eval or not args.unlabeled:
+            raise ConfigError("--labeled needs --eval TEST.jsonl and --unlabeled DOMAIN_TEXT")
+        train, test = read_examples(args.labeled, "sequence"), read_examples(args.eval, "sequence")
+        unlabeled = [t for t in read_texts(args.unlabeled) if t.strip()]
+        if not unlabeled:
+            raise DataError(f"{args.unlabeled} holds no text; give the domain's unlabelled text")
+        name, description, verbalizers = Path(args.labeled).stem, "", None
+    check_labels(train, test, "sequence")
+    say = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr))
+    out = Path(args.out or f"runs/vertical/{name}")
+    minutes = estimate_minutes(cfg, len(train), len(unlabeled))
+    say(
+        f"lmforge vertical: {name}, {len(train):,} labelled / {len(test):,} test / "
+        f"{len(unlabeled):,} unlabelled texts; methods {', '.join(cfg.methods)}; label budgets "
+        f"{', '.join(map(str, cfg.sizes))}; about {minutes:.0f} minutes on a 2-core CPU after "
+        "the base is ready"
+    )
+    base_dir = (
+        Path(args.base) if args.base else default_base(Path("runs/vertical/base-gpt-brown"), say)
+    )
+    base, tokenizer, _ = load_base(base_dir)
+    result = run_vertical(
+        base,
+        tokenizer,
+        train,
+        test,
+        unlabeled,
+        cfg,
+        name,
+        str(base_dir),
+        description,
+        verbalizers,
+        say,
+        adapted_dir=out / "dapt-base",
+    )
+    print(result_table(result))
+    write_json(out / "vertical.json", result.to_dict())
+    plot_result(result, out / "vertical.png", len(train))
+    if args.json:
+        write_json(args.json, result.to_dict())
+    print(f"wrote {out / 'vertical.json'} and {out / 'vertical.png'}")
+    return 0
+
+
+def _whole_number(text: str, flag: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"{flag}: {text!r} is not a whole number or 'all'") from None
 
 
 def _parse_sets(pairs: list[str]) -> dict:
