@@ -361,6 +361,8 @@ def test_bad_input_gets_clear_errors(topics, tmp_path):
         load_base(tmp_path / "lstm")
     with pytest.raises(ConfigError, match="unknown method"):
         VerticalConfig(methods=("magic",))
+    with pytest.raises(ConfigError, match="few-shot scoring"):
+        VerticalConfig(fewshot_scorings=("chanel",))
 
 
 def test_cli_vertical_writes_the_json_contract(topics, tmp_path, run_cli):

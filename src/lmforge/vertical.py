@@ -132,6 +132,9 @@ class VerticalConfig:
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
             raise ConfigError(f"unknown method(s) {unknown}; choose among {', '.join(METHODS)}")
+        scorings = [s for s in self.fewshot_scorings if s not in ("direct", "channel")]
+        if scorings:
+            raise ConfigError(f"unknown few-shot scoring(s) {scorings}; use direct and/or channel")
         for n in self.sizes:
             if n != "all" and (not isinstance(n, int) or n < 2):
                 raise ConfigError(f"label budgets are integers >= 2 or 'all', got {n!r}")
