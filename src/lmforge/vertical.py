@@ -817,6 +817,9 @@ def plot_result(result: VerticalResult, path, n_all: int) -> None:
         right.set_ylabel("accuracy")
     right.set_title("few-shot prompting of the base")
     right.grid(alpha=0.3)
+    if not result.fewshot:
+        right.axis("off")
+        right.text(0.5, 0.5, "(not run)", ha="center", va="center")
     fig.tight_layout()
     import io
 
