@@ -45,6 +45,7 @@ from torch.nn import functional as F
 
 from lmforge.data.batching import token_stream
 from lmforge.data.mlm import MLMTask
+from lmforge.data.vertical import sample_labeled
 from lmforge.errors import ConfigError, DataError
 from lmforge.fewshot import fewshot_accuracy
 from lmforge.finetune import (
@@ -85,6 +86,7 @@ METHODS = (
     "tfidf-logreg",
 )
 SIZES = (16, 64, 256, "all")
+ADAPTED = {"dapt+finetune", "dapt+finetune+selftrain", "lora"}  # methods on the adapted base
 FAMILIES = ("gpt", "bert", "elmo")
 LORA_TARGETS = r".*blocks\.\d+\.(attn\.(qkv|proj)|mlp\.(fc|proj))"
 
@@ -477,13 +479,9 @@ def run_vertical(
             is not a training label.
         ConfigError: a base of a family that cannot be fine-tuned.
     """
-    from lmforge.data.vertical import sample_labeled
-
     labels = check_labels(train, test, "sequence")
     require_extras(cfg.methods)
-    if not [t for t in unlabeled if t.strip()] and (
-        {"dapt+finetune", "dapt+finetune+selftrain", "lora"} & set(cfg.methods)
-    ):
+    if not [t for t in unlabeled if t.strip()] and (ADAPTED & set(cfg.methods)):
         raise DataError("the unlabelled domain text is empty; give a file with some text")
     recipe = _Recipe(base, tokenizer, labels, cfg)
     result = VerticalResult(task, base_name)
@@ -496,7 +494,7 @@ def run_vertical(
         methods.remove("fewshot")
         result.notes.append(f"fewshot skipped: a {recipe.family} base is not a left-to-right LM")
     adapted = None
-    if {"dapt+finetune", "dapt+finetune+selftrain", "lora"} & set(methods):
+    if ADAPTED & set(methods):
         adapted = _adapted_base(recipe, [t for t in unlabeled if t.strip()], adapted_dir, say)
     scratch_base = None
     if "scratch" in methods:
@@ -565,7 +563,7 @@ def _adapted_base(recipe: _Recipe, lines: list[str], folder, say) -> nn.Module:
     cfg = recipe.cfg
     digest = hashlib.sha256()
     for value in recipe.base.state_dict().values():
-        digest.update(value.detach().cpu().float().numpy().tobytes()[:4096])
+        digest.update(value.detach().flatten()[:1024].cpu().float().numpy().tobytes())
     digest.update("\n".join(lines).encode("utf-8"))
     key = {
         "recipe": digest.hexdigest(),
@@ -615,8 +613,6 @@ def _fewshot_curve(recipe: _Recipe, chosen, test, description, verbalizers, resu
     from ``chosen``) on ``fewshot_eval`` test examples (a seeded draw), for each scoring of
     ``fewshot_scorings`` ("direct": the label given the text; "channel": the text given the
     label), into ``result.fewshot``."""
-    from lmforge.data.vertical import sample_labeled
-
     cfg = recipe.cfg
     verbalizers = verbalizers or {label: str(label) for label in recipe.labels}
     order = np.random.default_rng(cfg.seed).permutation(len(test))[: cfg.fewshot_eval]
