@@ -113,6 +113,22 @@ def test_minilm_keeps_the_checkpoint_special_ids(minilm):
     assert tokenizer.decode(ids) == "hello world"  # an uncased checkpoint
 
 
+def test_importing_twice_gives_the_same_model_and_leaves_the_random_state(minilm):
+    """MiniLM's folder has no MLM/NSP heads: they start from a fixed seed, so two imports are
+    the same model (a cache keyed on the weights finds it again), whatever the caller's state."""
+    torch.manual_seed(1)
+    first, _ = load_encoder(minilm)
+    after = torch.rand(3)
+    torch.manual_seed(1)
+    torch.rand(5)  # a different random state before the second import
+    second, _ = load_encoder(minilm)
+    for (name, a), b in zip(first.state_dict().items(), second.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    torch.manual_seed(1)
+    load_encoder(minilm)
+    torch.testing.assert_close(torch.rand(3), after)  # the import drew nothing from it
+
+
 def test_embed_cli_writes_the_same_array(minilm, minilm_reference, run_cli, tmp_path):
     text = tmp_path / "sentences.txt"
     text.write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")

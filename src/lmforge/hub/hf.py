@@ -182,11 +182,14 @@ def import_hf(folder: str | os.PathLike) -> tuple[nn.Module, Tokenizer]:
     path = _transformer_folder(root)
     hf_config = _read_config(path)
     model_type = hf_config.get("model_type")
+    family = {"bert": (BERT, _bert_config), "gpt2": (GPT, _gpt_config)}.get(model_type)
+    if family is not None:
+        with torch.random.fork_rng(devices=[]):  # the caller's random state is left alone
+            torch.manual_seed(0)  # weights the folder lacks start the same on every import
+            model = family[0](family[1](hf_config, path))
     if model_type == "bert":
-        model = BERT(_bert_config(hf_config, path))
         table, prefixes = _bert_table(model.config), ("bert.",)
     elif model_type == "gpt2":
-        model = GPT(_gpt_config(hf_config, path))
         table, prefixes = _gpt_table(model.config), ("transformer.",)
     else:
         raise CheckpointError(
