@@ -66,6 +66,10 @@ def tiny_gpt(tokenizer, seed: int = 0) -> GPT:
     return GPT(GPTConfig(vocab_size=tokenizer.vocab_size, **TINY_GPT))
 
 
+def tiny_bert(tokenizer) -> BERT:
+    return BERT(BertConfig(vocab_size=tokenizer.vocab_size, **{**TINY_GPT, "dropout": 0.1}))
+
+
 def labels_of(records):
     return sorted({r["label"] for r in records})
 
@@ -202,16 +206,7 @@ def test_bert_and_elmo_recipes_learn(topics):
     gold = torch.tensor([labels.index(r["label"]) for r in test])
     cfg = VerticalConfig(min_steps=60, max_steps=60, lr=3e-3, dapt_steps=20)
     torch.manual_seed(0)
-    bert = BERT(
-        BertConfig(
-            vocab_size=tokenizer.vocab_size,
-            d_model=32,
-            n_layers=1,
-            n_heads=2,
-            d_ff=64,
-            max_seq_len=32,
-        )
-    ).eval()
+    bert = tiny_bert(tokenizer).eval()
     recipe = _Recipe(bert, tokenizer, labels, cfg)
     model = recipe.fit(bert, train, cfg.lr)
     assert (recipe.predict_proba(model, test).argmax(1) == gold).float().mean() > 0.8
@@ -340,16 +335,7 @@ def test_channel_scoring_scores_the_text_after_each_label():
 
 def test_fewshot_refuses_models_that_are_not_left_to_right(topics):
     _, _, _, tokenizer = topics
-    bert = BERT(
-        BertConfig(
-            vocab_size=tokenizer.vocab_size,
-            d_model=32,
-            n_layers=1,
-            n_heads=2,
-            d_ff=64,
-            max_seq_len=32,
-        )
-    )
+    bert = tiny_bert(tokenizer)
     with pytest.raises(ConfigError, match="not a left-to-right"):
         option_scores(bert, tokenizer, ["x"], ["a", "b"])
 
