@@ -23,7 +23,7 @@ from lmforge.data.vertical import (
 )
 from lmforge.errors import ConfigError, DataError
 from lmforge.fewshot import build_channel_prompt, build_prompt, option_scores, predict_labels
-from lmforge.finetune import _padded_batch
+from lmforge.finetune import padded_batch
 from lmforge.hub import save_model_folder
 from lmforge.models.bert import BERT, BertConfig
 from lmforge.models.elmo import ELMo, ElmoConfig
@@ -134,7 +134,7 @@ def test_gpt_finetuning_with_the_auxiliary_lm_loss_learns(topics):
     recipe = _Recipe(model.lm, tokenizer, labels_of(train), VerticalConfig())
     data = recipe.encode(train)
     task = AuxLMClassificationTask(data, None, tokenizer.pad_id, 16, 0, aux_weight=0.5)
-    batch = _padded_batch(data, range(len(train)), tokenizer.pad_id)
+    batch = padded_batch(data, range(len(train)), tokenizer.pad_id)
     before_task, before_lm = (x.item() for x in model.losses(*batch))
     config = TrainConfig(batch_size=16, max_steps=60, lr=3e-3, schedule="constant", seed=0)
     Trainer(model, config, task=task, progress=False).fit()
@@ -228,7 +228,7 @@ def test_lora_trains_few_parameters_and_its_adapters_round_trip(topics, tmp_path
     recipe = _Recipe(base, tokenizer, labels_of(train), VerticalConfig(min_steps=40, lr=3e-3))
     model = recipe.fit(base, train, 3e-3, lora=True)
     data = recipe.encode(test)
-    ids, mask, _ = _padded_batch(data, range(len(test)), tokenizer.pad_id)
+    ids, mask, _ = padded_batch(data, range(len(test)), tokenizer.pad_id)
     with torch.no_grad():
         tuned = model(ids, mask)
     save_adapter(model, tmp_path / "adapter")

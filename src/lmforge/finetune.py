@@ -51,6 +51,7 @@ __all__ = [
     "Labelled",
     "SequenceClassifier",
     "TokenClassifier",
+    "batched_logits",
     "check_labels",
     "encode_examples",
     "finetune",
@@ -58,6 +59,7 @@ __all__ = [
     "label_set",
     "load_classifier",
     "macro_f1",
+    "padded_batch",
     "predict",
     "read_examples",
     "save_classifier",
@@ -308,7 +310,7 @@ def encode_examples(
     return Labelled(rows, targets)
 
 
-def _padded_batch(data: Labelled, chosen: Sequence[int], pad_id: int):
+def padded_batch(data: Labelled, chosen: Sequence[int], pad_id: int):
     """(ids (B, T), attention_mask (B, T), labels (B,) or (B, T)) of rows ``chosen``."""
     width = max(len(data.rows[i]) for i in chosen)
     ids = torch.full((len(chosen), width), pad_id, dtype=torch.long)
@@ -382,7 +384,7 @@ class ClassificationTask:
             if epoch not in orders:
                 orders[epoch] = self._order(epoch)
             chosen.append(int(orders[epoch][i]))
-        return _padded_batch(self.train, chosen, self.pad_id), False
+        return padded_batch(self.train, chosen, self.pad_id), False
 
     def loss(self, model: nn.Module, batch: tuple[torch.Tensor, ...], state=None):
         ids, mask, labels = batch
@@ -406,22 +408,31 @@ class ClassificationTask:
         }
 
 
-def _predictions(model: nn.Module, data: Labelled, pad_id: int, batch_size: int = 64):
-    """(gold (N,), predicted (N,), mean cross-entropy) over every scored label of ``data``."""
+def batched_logits(model: nn.Module, data: Labelled, pad_id: int, batch_size: int = 64):
+    """Yield (logits, labels) of ``data`` in order, ``batch_size`` rows at a time, the model in
+    eval mode and without gradients (its train/eval mode is restored at the end)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
+    try:
+        with torch.no_grad():
+            for start in range(0, len(data.rows), batch_size):
+                chosen = range(start, min(start + batch_size, len(data.rows)))
+                ids, mask, labels = (t.to(device) for t in padded_batch(data, chosen, pad_id))
+                yield model(ids, mask).float(), labels
+    finally:
+        model.train(was_training)
+
+
+def _predictions(model: nn.Module, data: Labelled, pad_id: int, batch_size: int = 64):
+    """(gold (N,), predicted (N,), mean cross-entropy) over every scored label of ``data``."""
     golds, preds, nll = [], [], 0.0
-    for start in range(0, len(data.rows), batch_size):
-        chosen = range(start, min(start + batch_size, len(data.rows)))
-        ids, mask, labels = (t.to(device) for t in _padded_batch(data, chosen, pad_id))
-        logits = model(ids, mask).float()
+    for logits, labels in batched_logits(model, data, pad_id, batch_size):
         flat, gold = logits.reshape(-1, logits.shape[-1]), labels.reshape(-1)
         scored = gold != IGNORE_INDEX
         nll += float(F.cross_entropy(flat[scored], gold[scored], reduction="sum"))
         golds.append(gold[scored].cpu())
         preds.append(flat[scored].argmax(-1).cpu())
-    model.train(was_training)
     gold, predicted = torch.cat(golds), torch.cat(preds)
     return gold, predicted, nll / max(len(gold), 1)
 

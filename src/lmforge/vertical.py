@@ -53,7 +53,7 @@ from lmforge.fewshot import fewshot_accuracy
 from lmforge.finetune import (
     ClassificationTask,
     SequenceClassifier,
-    _padded_batch,
+    batched_logits,
     check_labels,
     encode_examples,
     macro_f1,
@@ -428,14 +428,8 @@ class _Recipe:
         if self.family == "elmo":
             return torch.from_numpy(model[1].predict_proba(self._features(model[0], records)))
         data = self.encode(records)
-        chunks = []
-        model.eval()
-        with torch.no_grad():
-            for start in range(0, len(data.rows), 64):
-                part = range(start, min(start + 64, len(data.rows)))
-                ids, mask, _ = _padded_batch(data, part, self.tokenizer.pad_id)
-                chunks.append(model(ids, mask).float().softmax(-1))
-        return torch.cat(chunks)
+        logits = [part for part, _ in batched_logits(model, data, self.tokenizer.pad_id)]
+        return torch.cat(logits).softmax(-1).cpu()
 
     def domain_pretrain(self, lines: Sequence[str]) -> nn.Module:
         """A copy of the base trained further on its own objective over ``lines``."""
