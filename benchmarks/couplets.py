@@ -7,18 +7,22 @@ char tokenizer trained on the train pairs. Three systems, scored by corpus BLEU 
 
 (a) copy: the hypothesis is the source itself;
 (b) ``rnn_seq2seq``: bidirectional LSTM encoder, LSTM decoder with Luong "general" attention;
-(c) ``seq2seq``: the post-LN encoder-decoder Transformer of Vaswani et al. 2017.
+(c) ``seq2seq``: the encoder-decoder Transformer of Vaswani et al. 2017, pre-LN (``norm_first``).
 
 (b) and (c) have about the same number of parameters and train on the same pairs with the same
 Trainer settings, for the same time budget (``--seconds``, the default) or the same number of
-steps (``--steps``), one after the other on ``--threads`` threads; each keeps its best-validation
-weights. The table gives parameters, training seconds and steps, the loss on the whole valid set
-(plain cross-entropy per target character, ``</s>`` included), and test BLEU with greedy decoding
-and beam search (beam 4, length penalty alpha 0.6), also as BLEU-2 (1- and 2-grams only, as
-Chinese poetry generation reports it: 4-gram matches are rare in 5-character lines); then a few
-test couplets.
+steps (``--steps``), one after the other on ``--threads`` threads (or one per process with
+``--models``); each keeps its best-validation weights (``--save DIR`` keeps the models, ``--load
+DIR`` scores kept ones again). The table gives parameters, training seconds and steps, the loss on
+the whole valid set (plain cross-entropy per target character, ``</s>`` included), and test BLEU
+with greedy decoding, beam search (beam 4, length penalty alpha 0.6) and, with ``--mbr N``,
+minimum-Bayes-risk decoding over N samples at ``--mbr-temperature``; also as BLEU-2 (1- and
+2-grams only, as Chinese poetry generation reports it: 4-gram matches are rare in 5-character
+lines); then the share of distinct outputs, the Transformer's cross-attention on the aligned
+source character, and a few test couplets.
 
     python benchmarks/couplets.py [--seconds 300 | --steps 3000] [--size small|base]
+        [--models rnn_seq2seq,seq2seq] [--save DIR | --load DIR] [--mbr 32]
         [--threads 1] [--device cpu] [--test-pairs 0] [--json out.json]
 """
 
@@ -27,24 +31,27 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import torch
 
 from lmforge.data.pairs import PairsTask, bleu, load_pairs
 from lmforge.tokenize import train_tokenizer
-from lmforge.train.trainer import TrainConfig, Trainer
-from lmforge.workflows import build_model, translate
+from lmforge.train.trainer import TrainConfig
+from lmforge.workflows import load_model, train_seq2seq, translate
 
 # Settings of about equal parameter counts (|V| = 7,597 characters: the tied embedding is
-# 0.97 M parameters at width 128, 1.94 M at 256, 2.43 M at 320).
+# 0.97 M parameters at width 128, 1.94 M at 256, 2.43 M at 320). The Transformer is pre-LN: the
+# post-LN one (--model-set norm_first=false) did not learn to attend to the aligned source
+# character in 45 CPU minutes (0.14 of its cross-attention there, 0.40 pre-LN; RESULTS.md).
 SIZES = {
     "small": {  # ~2 M parameters: for a CPU
         "rnn_seq2seq": {"d_model": 160, "n_layers": 2},
-        "seq2seq": {"d_model": 128, "n_layers": 2, "n_heads": 4, "d_ff": 512},
+        "seq2seq": {"d_model": 128, "n_layers": 2, "n_heads": 4, "d_ff": 512, "norm_first": True},
     },
     "base": {  # ~5.6 M parameters: for a GPU
         "rnn_seq2seq": {"d_model": 320, "n_layers": 2},
-        "seq2seq": {"d_model": 256, "n_layers": 2, "n_heads": 4, "d_ff": 1024},
+        "seq2seq": {"d_model": 256, "n_layers": 2, "n_heads": 4, "d_ff": 1024, "norm_first": True},
     },
 }
 COMMON = {"max_seq_len": 16, "dropout": 0.1, "label_smoothing": 0.1}
@@ -60,34 +67,101 @@ TRAIN = {
 }
 
 
+def parse_sets(pairs: list[str]) -> dict:
+    """``["norm_first=true", "dropout=0.2"]`` -> ``{"norm_first": True, "dropout": 0.2}``."""
+    out = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        out[key] = json.loads(value)
+    return out
+
+
+def decodings(args) -> dict[str, dict]:
+    """The decoding rules scored: column name -> ``translate`` keywords."""
+    ways = {"greedy": {}, "beam 4": {"beam_size": 4}}
+    if args.mbr:
+        how = {"mbr_samples": args.mbr, "temperature": args.mbr_temperature}
+        ways[f"MBR {args.mbr} T {args.mbr_temperature:g}"] = how
+    return ways
+
+
+@torch.no_grad()
+def aligned_attention(model, tokenizer, pairs) -> float:
+    """Mean cross-attention weight, over heads, decoder layers and target positions, that the
+    query predicting target character i puts on source character i, on 7-character pairs (8
+    source keys with ``</s>``: 0.125 is uniform). Couplets are written position by position
+    (each character answers the one above it), so a model that reads its source well looks there.
+    """
+    from lmforge.data.pairs import _batch, encode_pairs
+
+    seven = [p for p in pairs if len(p[0]) == 7][:500]
+    source, target_in, _ = _batch(encode_pairs(tokenizer, seven, model.config.max_seq_len))
+    seen = []
+    for layer in model.decoder:  # keep each cross-attention's queries and keys
+        attention = layer.cross_attn
+        inner = attention._cross_qkv
+
+        def keep(x, memory, cache, inner=inner):
+            q, cache = inner(x, memory, cache)
+            seen.append((q, cache.keys))
+            return q, cache
+
+        attention._cross_qkv = keep
+    model(source, target_in)
+    for layer in model.decoder:
+        del layer.cross_attn._cross_qkv  # the class's method again
+    masses = []
+    for q, k in seen:
+        weights = (q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5).softmax(-1)  # (B, H, T, S)
+        masses += [weights[:, :, i, i].mean() for i in range(7)]
+    return float(torch.stack(masses).mean())
+
+
 def train_one(name: str, settings: dict, pairs, tokenizer, args) -> dict:
-    """Train one family on the train pairs; its row of the table (and the model)."""
-    torch.manual_seed(0)
-    model, _ = build_model(name, tokenizer.vocab_size, {**settings, **COMMON})
-    config = TrainConfig(
-        batch_size=args.batch_size,
-        max_steps=args.steps or 1_000_000,
-        max_seconds=0.0 if args.steps else args.seconds,
-        threads=args.threads,
-        device=args.device,
-        **TRAIN,
-    )
-    task = PairsTask(model, tokenizer, pairs.train, pairs.valid, args.batch_size, seed=0)
-    result = Trainer(model, config, task=task, progress=not args.quiet).fit()
+    """Train one family on the train pairs (or load it from ``--load``); its row of the table."""
+    row = {"model": name}
+    if args.load:
+        folder = Path(args.load) / name
+        model, tokenizer, meta = load_model(folder)
+        row.update(json.loads((folder / "run.json").read_text(encoding="utf-8")))
+    else:
+        config = TrainConfig(
+            batch_size=args.batch_size,
+            max_steps=args.steps or 1_000_000,
+            max_seconds=0.0 if args.steps else args.seconds,
+            threads=args.threads,
+            device=args.device,
+            **TRAIN,
+        )
+        torch.manual_seed(0)
+        out_dir = Path(args.save) / name if args.save else None
+        model, result = train_seq2seq(
+            name,
+            pairs,
+            tokenizer,
+            {**settings, **COMMON, **parse_sets(args.model_set)},
+            config,
+            out_dir,
+            progress=not args.quiet,
+        )
+        row.update(steps=result.steps, train_seconds=result.train_seconds)
+        if out_dir:
+            (out_dir / "run.json").write_text(json.dumps(row), encoding="utf-8")
     model.eval()
-    valid = task.evaluate(model)["valid_loss"]  # the whole valid set
+    task = PairsTask(model, tokenizer, pairs.train[:1], pairs.valid, args.batch_size)
+    row["params"] = model.num_parameters()
+    row["valid_loss"] = task.evaluate(model)["valid_loss"]  # the whole valid set
+    if name == "seq2seq":
+        row["aligned_attention"] = aligned_attention(model, tokenizer, pairs.valid)
     test = pairs.test[: args.test_pairs or None]
     sources, references = [s for s, _ in test], [t for _, t in test]
-    row = {"model": name, "params": model.num_parameters(), "steps": result.steps}
-    row["train_seconds"] = result.train_seconds
-    row["valid_loss"] = valid
-    started = time.perf_counter()
-    row["greedy"] = translate(model, tokenizer, sources)
-    row["beam4"] = translate(model, tokenizer, sources, beam_size=4)
-    row["decode_seconds"] = time.perf_counter() - started
-    for way in ("greedy", "beam4"):
+    for way, how in decodings(args).items():
+        started = time.perf_counter()
+        row[way] = translate(model, tokenizer, sources, **how)
+        row[f"seconds_{way}"] = time.perf_counter() - started
         row[f"bleu_{way}"] = bleu(row[way], references)
         row[f"bleu2_{way}"] = bleu(row[way], references, max_order=2)
+        row[f"distinct_{way}"] = len(set(row[way])) / max(1, len(row[way]))
     return row
 
 
@@ -101,7 +175,23 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--test-pairs", type=int, default=0, help="score the first N (0 = all)")
+    parser.add_argument(
+        "--mbr", type=int, default=0, help="samples per source for MBR decoding (0 = none)"
+    )
+    parser.add_argument(
+        "--mbr-temperature", type=float, default=0.5, help="sampling temperature for MBR"
+    )
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument(
+        "--model-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a model setting for every family, e.g. norm_first=false (repeatable)",
+    )
+    parser.add_argument("--models", default=",".join(SIZES["small"]), help="families to run")
+    parser.add_argument("--save", help="keep each trained model in DIR/FAMILY")
+    parser.add_argument("--load", help="score the models kept in DIR/FAMILY by --save instead")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
 
@@ -117,27 +207,38 @@ def main() -> None:
     )
     copies = [s for s, _ in test]
     copy_bleu, copy_bleu2 = bleu(copies, references), bleu(copies, references, max_order=2)
-    rows = [train_one(name, s, pairs, tokenizer, args) for name, s in SIZES[args.size].items()]
+    names = args.models.split(",")
+    rows = [
+        train_one(n, s, pairs, tokenizer, args) for n, s in SIZES[args.size].items() if n in names
+    ]
 
     print(f"\ntest BLEU on {len(test):,} couplets (sacrebleu, tokenize=zh: a token per character)")
-    print(
-        "| system | params | train s | steps | valid loss | BLEU greedy | BLEU beam 4 | "
-        "BLEU-2 greedy | BLEU-2 beam 4 |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|")
-    print(
-        f"| copy the source | 0 | 0 | 0 | | {copy_bleu:.2f} | {copy_bleu:.2f} | "
-        f"{copy_bleu2:.2f} | {copy_bleu2:.2f} |"
-    )
+    ways = list(decodings(args))
+    columns = [f"BLEU {w}" for w in ways] + [f"BLEU-2 {w}" for w in ways]
+    print("| system | params | train s | steps | valid loss | " + " | ".join(columns) + " |")
+    print("|---" * (5 + len(columns)) + "|")
+    copied = [f"{copy_bleu:.2f}"] * len(ways) + [f"{copy_bleu2:.2f}"] * len(ways)
+    print("| copy the source | 0 | 0 | 0 | | " + " | ".join(copied) + " |")
     for row in rows:
+        cells = [f"{row[f'bleu_{w}']:.2f}" for w in ways] + [
+            f"{row[f'bleu2_{w}']:.2f}" for w in ways
+        ]
         print(
             f"| {row['model']} | {row['params']:,} | {row['train_seconds']:.0f} | "
-            f"{row['steps']:,} | {row['valid_loss']:.3f} | {row['bleu_greedy']:.2f} | "
-            f"{row['bleu_beam4']:.2f} | {row['bleu2_greedy']:.2f} | {row['bleu2_beam4']:.2f} |"
+            f"{row['steps']:,} | {row['valid_loss']:.3f} | " + " | ".join(cells) + " |"
         )
-    print("\nexamples (source | reference | " + " | ".join(r["model"] for r in rows) + ", beam 4)")
+    for row in rows:
+        distinct = ", ".join(f"{w} {row[f'distinct_{w}']:.0%}" for w in ways)
+        seconds = ", ".join(f"{w} {row[f'seconds_{w}']:.0f} s" for w in ways)
+        print(f"{row['model']}: distinct hypotheses {distinct}; decoding {seconds}")
+        if "aligned_attention" in row:
+            print(
+                f"  cross-attention on the aligned source character: {row['aligned_attention']:.2f}"
+            )
+    last = ways[-1]
+    print("\nexamples (source | reference | " + " | ".join(r["model"] for r in rows) + f", {last})")
     for i in range(0, len(test), max(1, len(test) // 6))[:6]:
-        print(" | ".join([test[i][0], test[i][1], *(row["beam4"][i] for row in rows)]))
+        print(" | ".join([test[i][0], test[i][1], *(row[last][i] for row in rows)]))
     if args.json:
         figures = {"copy_bleu": copy_bleu, "copy_bleu2": copy_bleu2, "args": vars(args)}
         with open(args.json, "w", encoding="utf-8") as handle:  # with every hypothesis

@@ -171,6 +171,12 @@ def _add_neural_commands(commands) -> None:
     generate.add_argument(
         "--beam", type=int, default=1, help="encoder-decoders: beam size (1 = greedy)"
     )
+    generate.add_argument(
+        "--mbr",
+        type=int,
+        default=0,
+        help="encoder-decoders: minimum-Bayes-risk decoding over this many samples (0 = off)",
+    )
     generate.set_defaults(run=run_generate)
 
     ladder = commands.add_parser("ladder", help="train every rung on one corpus; one table")
@@ -439,7 +445,18 @@ def run_generate(args: argparse.Namespace) -> int:
     )
     model, tokenizer, meta = load_model(args.model)
     if get_family(meta["family"]).seq2seq:
-        print(translate(model, tokenizer, [args.prompt], args.beam, args.max_new_tokens)[0])
+        print(
+            translate(
+                model,
+                tokenizer,
+                [args.prompt],
+                args.beam,
+                args.max_new_tokens,
+                mbr_samples=args.mbr,
+                seed=args.seed or 0,
+                temperature=args.temperature or 1.0,  # of the MBR samples
+            )[0]
+        )
         return 0
     if isinstance(model, NgramLM):
         context = tokenize_lines([args.prompt], tokenizer)[0]

@@ -22,7 +22,7 @@ from lmforge.errors import CheckpointError, ConfigError, DataError
 from lmforge.evaluate import perplexity
 from lmforge.models import FAMILIES, get_family
 from lmforge.models.ngram import NgramConfig, NgramEvaluation, NgramLM
-from lmforge.models.seq2seq import beam_search, greedy_decode
+from lmforge.models.seq2seq import beam_search, greedy_decode, mbr_decode
 from lmforge.tokenize import Tokenizer, load_tokenizer, train_tokenizer
 from lmforge.train.trainer import WEIGHTS, TrainConfig, Trainer, TrainResult, evaluate_model
 
@@ -239,15 +239,25 @@ def translate(
     beam_size: int = 1,
     max_len: int | None = None,
     batch_size: int = 256,
+    mbr_samples: int = 0,
+    seed: int = 0,
+    temperature: float = 1.0,
 ) -> list[str]:
     """Decode a target for every source text with an encoder-decoder model: greedy when
-    ``beam_size`` is 1, else beam search (``lmforge.models.seq2seq``)."""
+    ``beam_size`` is 1, else beam search; with ``mbr_samples`` > 0, minimum-Bayes-risk decoding
+    over that many samples per source drawn from ``seed`` at ``temperature``
+    (``lmforge.models.seq2seq``)."""
     model.eval()
     device = next(model.parameters()).device
+    generator = torch.Generator(device).manual_seed(seed) if mbr_samples else None
+    if mbr_samples:  # about 1,024 rows a step: (rows, vocabulary) tensors stay small
+        batch_size = max(1, min(batch_size, 1024 // mbr_samples))
     out: list[str] = []
     for start in range(0, len(sources), batch_size):
         source = source_batch(tokenizer, sources[start : start + batch_size]).to(device)
-        if beam_size == 1:
+        if mbr_samples:
+            ids = mbr_decode(model, source, mbr_samples, max_len, generator, temperature)
+        elif beam_size == 1:
             ids = greedy_decode(model, source, max_len)
         else:
             ids = beam_search(model, source, beam_size, max_len)

@@ -20,6 +20,9 @@ from lmforge.models.seq2seq import (
     greedy_decode,
     label_smoothed_nll,
     length_penalty,
+    mbr_select,
+    sample_decode,
+    sentence_bleu,
     sinusoidal_positions,
 )
 from lmforge.tokenize import BOS_ID, EOS_ID, PAD_ID, train_tokenizer
@@ -170,6 +173,42 @@ def test_beam_search_finds_the_more_likely_target_that_greedy_misses():
     assert beam_search(model, source, beam_size=2, alpha=0.0) == [[6]]
 
 
+def test_sentence_bleu_by_hand():
+    assert sentence_bleu([1, 2, 3, 4], [1, 2, 3, 4]) == pytest.approx(1.0)
+    assert sentence_bleu([1, 2], [3, 4]) == 0.0 and sentence_bleu([], [3]) == 0.0
+    # p1 = 3/4; 2-grams 2 of 3 -> 3/4; 3-grams 1 of 2 -> 2/3; 4-grams 0 of 1 -> 1/2 (add one).
+    want = math.exp((math.log(3 / 4) + math.log(3 / 4) + math.log(2 / 3) + math.log(1 / 2)) / 4)
+    assert sentence_bleu([1, 2, 3, 4], [1, 2, 3, 5]) == pytest.approx(want)
+    # A shorter hypothesis pays the brevity penalty exp(1 - 4/2); matches are clipped.
+    short = math.exp(1 - 4 / 2) * math.exp((0 + math.log(2 / 2) + 0 + 0) / 4)
+    assert sentence_bleu([1, 2], [1, 2, 3, 4]) == pytest.approx(short)
+    assert sentence_bleu([7, 7, 7], [7, 8, 9], max_order=1) == pytest.approx(1 / 3)
+
+
+def test_mbr_picks_what_the_samples_agree_on_not_the_mode():
+    # The most frequent sample is [1, 2, 3, 4] (twice), but three others share a 4-gram: the
+    # expected BLEU against all the samples is highest for one of them.
+    samples = [[1, 2, 3, 4], [1, 2, 3, 4], [5, 6, 7, 8, 9], [5, 6, 7, 8, 10], [5, 6, 7, 8, 11]]
+    assert mbr_select(samples) == [5, 6, 7, 8, 9]  # ties: the first
+    assert mbr_select([[4, 5], [4, 5], [6]]) == [4, 5]
+    assert mbr_select([]) == []
+
+
+def test_sampling_follows_the_model_and_its_seed():
+    model, source = _ChainModel(), torch.tensor([[5, EOS_ID]])
+    draw = torch.Generator().manual_seed(0)
+    samples = sample_decode(model, source, 4000, generator=draw)[0]
+    assert len(samples) == 4000
+    share = {key: samples.count(list(key)) / 4000 for key in [(5, 7), (5,), (5, 6), (6,)]}
+    # p(A C) = .6 * .5, p(A) = .6 * .3, p(A B) = .6 * .2, p(B) = .4
+    for key, p in {(5, 7): 0.3, (5,): 0.18, (5, 6): 0.12, (6,): 0.4}.items():
+        assert share[key] == pytest.approx(p, abs=0.03)
+    again = sample_decode(model, source, 4000, generator=torch.Generator().manual_seed(0))[0]
+    assert again == samples
+    with pytest.raises(ConfigError, match="num_samples"):
+        sample_decode(model, source, 0)
+
+
 @pytest.mark.parametrize("family", SEQ2SEQ)
 def test_tiny_model_learns_to_copy_digit_strings(family):
     pairs = digit_pairs(300, reverse=False)
@@ -186,6 +225,9 @@ def test_tiny_model_learns_to_copy_digit_strings(family):
     got = translate(model, tok, [s for s, _ in sample])
     assert got == [t for _, t in sample]
     assert translate(model, tok, [s for s, _ in sample], beam_size=4) == got
+    # MBR over samples: the trained model is sure enough that the consensus is mostly right.
+    mbr = translate(model, tok, [s for s, _ in sample], mbr_samples=32)
+    assert sum(m == g for m, g in zip(mbr, got, strict=True)) >= 6, mbr
 
 
 def test_train_seq2seq_saves_a_folder_that_loads_back(tmp_path):
@@ -246,8 +288,8 @@ def test_cli_trains_a_seq2seq_on_a_pairs_file_and_decodes(tmp_path, run_cli):
     )  # fmt: skip
     assert code == 0, stderr
     assert "test BLEU (greedy)" in stdout and (out / "model.safetensors").exists()
-    for beam in ("1", "3"):
-        code, stdout, stderr = run_cli("generate", out, "--prompt", "123", "--beam", beam)
+    for how in (("--beam", "1"), ("--beam", "3"), ("--mbr", "8", "--seed", "1")):
+        code, stdout, stderr = run_cli("generate", out, "--prompt", "123", *how)
         assert code == 0, stderr
         assert set(stdout.strip()) <= set("0123456789")  # a target in the training alphabet
     code, _, stderr = run_cli("train", "--model", "seq2seq", "--corpus", "tang", "--quiet")

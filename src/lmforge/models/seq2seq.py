@@ -30,6 +30,8 @@ not causal LMs: ``log_probs`` and ``generate`` raise ConfigError.
 from __future__ import annotations
 
 import math
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -51,6 +53,10 @@ __all__ = [
     "greedy_decode",
     "label_smoothed_nll",
     "length_penalty",
+    "mbr_decode",
+    "mbr_select",
+    "sample_decode",
+    "sentence_bleu",
     "seq2seq_loss",
     "sinusoidal_positions",
     "source_padding_mask",
@@ -169,6 +175,74 @@ def seq2seq_loss(
 def length_penalty(length: int, alpha: float) -> float:
     """lp(Y) = ((5 + |Y|) / 6)^alpha, Wu et al. 2016 (GNMT), eq. 14; 1 when alpha = 0."""
     return ((5.0 + length) / 6.0) ** alpha
+
+
+def _ngram_counts(ids: Sequence[int], max_order: int) -> Counter:
+    """Counts of the 1- to max_order-grams of ``ids`` (tuples)."""
+    return Counter(
+        tuple(ids[i : i + n]) for n in range(1, max_order + 1) for i in range(len(ids) - n + 1)
+    )
+
+
+def sentence_bleu(hypothesis: Sequence[int], reference: Sequence[int], max_order: int = 4) -> float:
+    """BLEU of one hypothesis against one reference, in [0, 1], with add-one smoothing of the
+    2- to max_order-gram precisions ("BLEU+1", Lin & Och 2004) so that a short sentence without
+    a 4-gram match still scores above 0:
+
+        BLEU = BP * exp(mean_n log p_n),  p_1 = m_1 / h_1,  p_n = (m_n + 1) / (h_n + 1) for n > 1,
+        BP = min(1, exp(1 - |ref| / |hyp|)),
+
+    m_n: n-grams of the hypothesis also in the reference (clipped), h_n: its n-grams.
+    """
+    return _bleu_of_counts(
+        _ngram_counts(hypothesis, max_order),
+        len(hypothesis),
+        _ngram_counts(reference, max_order),
+        len(reference),
+        max_order,
+    )
+
+
+def _bleu_of_counts(hyp: Counter, hyp_len: int, ref: Counter, ref_len: int, max_order: int):
+    if hyp_len == 0:
+        return 0.0
+    matches, totals = [0] * max_order, [0] * max_order
+    for gram, count in hyp.items():
+        n = len(gram) - 1
+        totals[n] += count
+        matches[n] += min(count, ref.get(gram, 0))
+    if matches[0] == 0:
+        return 0.0
+    log_p = math.log(matches[0] / totals[0])
+    log_p += sum(math.log((matches[n] + 1) / (totals[n] + 1)) for n in range(1, max_order))
+    brevity = min(0.0, 1.0 - ref_len / hyp_len)
+    return math.exp(brevity + log_p / max_order)
+
+
+def mbr_select(samples: Sequence[Sequence[int]], max_order: int = 4) -> list[int]:
+    """Minimum-Bayes-risk choice among samples of a model (Kumar & Byrne 2004; Eikema & Aziz
+    2020): the sample with the highest expected ``sentence_bleu`` when the reference is drawn
+    from the model, estimated with the samples themselves as pseudo-references:
+
+        y* = argmax_{h in samples} (1 / N) sum_j BLEU(h, s_j).
+
+    Unlike the mode (beam search), this favours what the samples agree on, so a model whose
+    distribution is right but flat is not pushed to its most generic output. Ties go to the
+    first sample.
+    """
+    if not samples:
+        return []
+    unique = Counter(tuple(s) for s in samples)  # duplicates: one candidate, counted as weight
+    counts = {h: _ngram_counts(h, max_order) for h in unique}
+    best, best_score = None, -1.0
+    for h in unique:
+        score = sum(
+            weight * _bleu_of_counts(counts[h], len(h), counts[r], len(r), max_order)
+            for r, weight in unique.items()
+        )
+        if score > best_score:
+            best, best_score = h, score
+    return list(best)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -513,6 +587,63 @@ def beam_search(
             ]
         best.append(max(candidates, key=lambda c: c[0])[1] if candidates else [])
     return best
+
+
+@torch.no_grad()
+def sample_decode(
+    model: nn.Module,
+    source: torch.Tensor,
+    num_samples: int,
+    max_len: int | None = None,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> list[list[list[int]]]:
+    """``num_samples`` ancestral samples of a target for each of (B, S) padded sources: every
+    token drawn from the model's next-token distribution (its log-probabilities / temperature).
+
+    Returns:
+        per source, ``num_samples`` lists of target ids without ``<s>`` and ``</s>``.
+    """
+    if num_samples < 1 or temperature <= 0:
+        raise ConfigError(
+            f"sampling needs num_samples >= 1 and temperature > 0, got {num_samples!r} and "
+            f"{temperature!r}"
+        )
+    max_len = min(max_len or math.inf, model.config.max_seq_len)
+    state = model.start_decoding(source.repeat_interleave(num_samples, dim=0))
+    tokens = torch.full((source.shape[0] * num_samples,), BOS_ID, device=source.device)
+    done = torch.zeros_like(tokens, dtype=torch.bool)
+    steps = []
+    for _ in range(max_len):
+        logp, state = model.decode_step(tokens, state)
+        # Inverse-CDF sampling: one uniform per row (torch.multinomial, or Gumbel noise over the
+        # whole vocabulary, spends most of the decoding time drawing random numbers on a CPU).
+        cdf = torch.softmax(logp / temperature, dim=-1).cumsum(dim=-1)  # (B * n, V)
+        u = torch.rand(cdf.shape[0], 1, generator=generator, device=cdf.device) * cdf[:, -1:]
+        tokens = torch.searchsorted(cdf, u)[:, 0].clamp(max=cdf.shape[1] - 1)
+        tokens = tokens.masked_fill(done, EOS_ID)
+        steps.append(tokens)
+        done |= tokens == EOS_ID
+        if bool(done.all()):
+            break
+    rows = torch.stack(steps, dim=1).tolist()  # (B * num_samples, steps)
+    rows = [row[: row.index(EOS_ID)] if EOS_ID in row else row for row in rows]
+    return [rows[b * num_samples : (b + 1) * num_samples] for b in range(source.shape[0])]
+
+
+def mbr_decode(
+    model: nn.Module,
+    source: torch.Tensor,
+    num_samples: int = 32,
+    max_len: int | None = None,
+    generator: torch.Generator | None = None,
+    temperature: float = 1.0,
+) -> list[list[int]]:
+    """Sampling-based minimum-Bayes-risk decoding: ``num_samples`` samples per source
+    (``sample_decode`` at ``temperature``), the one with the highest expected BLEU against the
+    others (``mbr_select``). Returns per source the chosen target's ids."""
+    samples = sample_decode(model, source, num_samples, max_len, temperature, generator)
+    return [mbr_select(per_source) for per_source in samples]
 
 
 FAMILY = Family(
