@@ -35,8 +35,8 @@ from pathlib import Path
 
 import torch
 
-from lmforge.data.pairs import PairsTask, bleu, load_pairs
-from lmforge.tokenize import train_tokenizer
+from lmforge.data.pairs import PairsTask, bleu, load_pairs, pad_rows, source_batch
+from lmforge.tokenize import BOS_ID, train_tokenizer
 from lmforge.train.trainer import TrainConfig
 from lmforge.workflows import load_model, train_seq2seq, translate
 
@@ -92,10 +92,9 @@ def aligned_attention(model, tokenizer, pairs) -> float:
     source keys with ``</s>``: 0.125 is uniform). Couplets are written position by position
     (each character answers the one above it), so a model that reads its source well looks there.
     """
-    from lmforge.data.pairs import _batch, encode_pairs
-
     seven = [p for p in pairs if len(p[0]) == 7][:500]
-    source, target_in, _ = _batch(encode_pairs(tokenizer, seven, model.config.max_seq_len))
+    source = source_batch(tokenizer, [s for s, _ in seven])
+    target_in = pad_rows([[BOS_ID, *tokenizer.encode(t, markers=False)] for _, t in seven])
     seen = []
     for layer in model.decoder:  # keep each cross-attention's queries and keys
         attention = layer.cross_attn

@@ -499,6 +499,13 @@ def greedy_decode(
         per source, the target ids without ``<s>`` and ``</s>``, after at most ``max_len`` steps
         (and at most the model's ``max_seq_len``).
     """
+    return _decode_rows(model, source, max_len, lambda logp: logp.argmax(dim=-1))
+
+
+def _decode_rows(model: nn.Module, source: torch.Tensor, max_len: int | None, choose):
+    """One target per row of (B, S) sources, token by token: ``choose`` maps the (B, V)
+    log-probabilities to the (B,) next tokens; rows that ended keep ``</s>``. Returns per row
+    the ids without ``<s>`` and ``</s>``, after at most ``max_len`` (and ``max_seq_len``) steps."""
     max_len = min(max_len or math.inf, model.config.max_seq_len)  # positions it can read
     state = model.start_decoding(source)
     tokens = torch.full((source.shape[0],), BOS_ID, dtype=torch.long, device=source.device)
@@ -506,7 +513,7 @@ def greedy_decode(
     steps = []
     for _ in range(max_len):
         logp, state = model.decode_step(tokens, state)
-        tokens = logp.argmax(dim=-1).masked_fill(done, EOS_ID)  # (B,)
+        tokens = choose(logp).masked_fill(done, EOS_ID)  # (B,)
         steps.append(tokens)
         done |= tokens == EOS_ID
         if bool(done.all()):
@@ -609,25 +616,15 @@ def sample_decode(
             f"sampling needs num_samples >= 1 and temperature > 0, got {num_samples!r} and "
             f"{temperature!r}"
         )
-    max_len = min(max_len or math.inf, model.config.max_seq_len)
-    state = model.start_decoding(source.repeat_interleave(num_samples, dim=0))
-    tokens = torch.full((source.shape[0] * num_samples,), BOS_ID, device=source.device)
-    done = torch.zeros_like(tokens, dtype=torch.bool)
-    steps = []
-    for _ in range(max_len):
-        logp, state = model.decode_step(tokens, state)
+
+    def draw(logp: torch.Tensor) -> torch.Tensor:
         # Inverse-CDF sampling: one uniform per row (torch.multinomial, or Gumbel noise over the
         # whole vocabulary, spends most of the decoding time drawing random numbers on a CPU).
-        cdf = torch.softmax(logp / temperature, dim=-1).cumsum(dim=-1)  # (B * n, V)
+        cdf = torch.softmax(logp / temperature, dim=-1).cumsum(dim=-1)  # (rows, V)
         u = torch.rand(cdf.shape[0], 1, generator=generator, device=cdf.device) * cdf[:, -1:]
-        tokens = torch.searchsorted(cdf, u)[:, 0].clamp(max=cdf.shape[1] - 1)
-        tokens = tokens.masked_fill(done, EOS_ID)
-        steps.append(tokens)
-        done |= tokens == EOS_ID
-        if bool(done.all()):
-            break
-    rows = torch.stack(steps, dim=1).tolist()  # (B * num_samples, steps)
-    rows = [row[: row.index(EOS_ID)] if EOS_ID in row else row for row in rows]
+        return torch.searchsorted(cdf, u)[:, 0].clamp(max=cdf.shape[1] - 1)
+
+    rows = _decode_rows(model, source.repeat_interleave(num_samples, dim=0), max_len, draw)
     return [rows[b * num_samples : (b + 1) * num_samples] for b in range(source.shape[0])]
 
 
