@@ -239,6 +239,8 @@ def test_neural_train_eval_generate(run_cli, tmp_path):
         "generate", out, "--prompt", "the cat", "--max-new-tokens", "20", "--temperature", "0"
     )
     assert code == 0 and stdout.startswith("the cat") and len(stdout.strip()) > len("the cat")
+    code, _, err = run_cli("generate", out, "--beam", "4", "--no-repeat-ngram", "1")
+    assert code != 0 and "--beam, --no-repeat-ngram: for encoder-decoder models only" in err
     code, _, err = run_cli("train", "--model", "gpt", "--corpus", corpus, "--set", "n_layer=2")
     assert code == 2 and "n_layer" in err and "n_layers" in err
     code, _, err = run_cli("train", "--model", "gtp", "--corpus", corpus)

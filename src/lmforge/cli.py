@@ -177,6 +177,20 @@ def _add_neural_commands(commands) -> None:
         default=0,
         help="encoder-decoders: minimum-Bayes-risk decoding over this many samples (0 = off)",
     )
+    generate.add_argument(
+        "--no-repeat-ngram",
+        type=int,
+        default=0,
+        metavar="N",
+        help="encoder-decoders: never repeat an N-gram of the output (1 = any token; 0 = off)",
+    )
+    generate.add_argument(
+        "--source-no-repeat-ngram",
+        type=int,
+        default=0,
+        metavar="N",
+        help="encoder-decoders: never copy an N-gram of the source (1 = any token; 0 = off)",
+    )
     generate.set_defaults(run=run_generate)
 
     ladder = commands.add_parser("ladder", help="train every rung on one corpus; one table")
@@ -455,9 +469,23 @@ def run_generate(args: argparse.Namespace) -> int:
                 mbr_samples=args.mbr,
                 seed=args.seed or 0,
                 temperature=args.temperature or 1.0,  # of the MBR samples
+                no_repeat_ngram=args.no_repeat_ngram,
+                source_no_repeat_ngram=args.source_no_repeat_ngram,
             )[0]
         )
         return 0
+    seq2seq_only = {
+        "--beam": args.beam != 1,
+        "--mbr": args.mbr,
+        "--no-repeat-ngram": args.no_repeat_ngram,
+        "--source-no-repeat-ngram": args.source_no_repeat_ngram,
+    }
+    used = [flag for flag, given in seq2seq_only.items() if given]
+    if used:
+        raise ConfigError(
+            f"{', '.join(used)}: for encoder-decoder models only; {args.model} is a "
+            f"{meta['family']} model (sample it with --temperature, --top-k, --top-p)"
+        )
     if isinstance(model, NgramLM):
         context = tokenize_lines([args.prompt], tokenizer)[0]
         words = model.generate(

@@ -22,7 +22,7 @@ from lmforge.errors import CheckpointError, ConfigError, DataError
 from lmforge.evaluate import perplexity
 from lmforge.models import FAMILIES, get_family
 from lmforge.models.ngram import NgramConfig, NgramEvaluation, NgramLM
-from lmforge.models.seq2seq import beam_search, greedy_decode, mbr_decode
+from lmforge.models.seq2seq import Blocking, beam_search, greedy_decode, mbr_decode
 from lmforge.tokenize import Tokenizer, load_tokenizer, train_tokenizer
 from lmforge.train.trainer import WEIGHTS, TrainConfig, Trainer, TrainResult, evaluate_model
 
@@ -242,11 +242,15 @@ def translate(
     mbr_samples: int = 0,
     seed: int = 0,
     temperature: float = 1.0,
+    no_repeat_ngram: int = 0,
+    source_no_repeat_ngram: int = 0,
 ) -> list[str]:
     """Decode a target for every source text with an encoder-decoder model: greedy when
     ``beam_size`` is 1, else beam search; with ``mbr_samples`` > 0, minimum-Bayes-risk decoding
     over that many samples per source drawn from ``seed`` at ``temperature``
-    (``lmforge.models.seq2seq``)."""
+    (``lmforge.models.seq2seq``). ``no_repeat_ngram`` n > 0 bans repeating an n-gram of the
+    output, ``source_no_repeat_ngram`` copying one of the source (1: any single token)."""
+    blocking = Blocking(no_repeat_ngram, source_no_repeat_ngram)
     model.eval()
     device = next(model.parameters()).device
     generator = torch.Generator(device).manual_seed(seed) if mbr_samples else None
@@ -256,11 +260,11 @@ def translate(
     for start in range(0, len(sources), batch_size):
         source = source_batch(tokenizer, sources[start : start + batch_size]).to(device)
         if mbr_samples:
-            ids = mbr_decode(model, source, mbr_samples, max_len, generator, temperature)
+            ids = mbr_decode(model, source, mbr_samples, max_len, generator, temperature, blocking)
         elif beam_size == 1:
-            ids = greedy_decode(model, source, max_len)
+            ids = greedy_decode(model, source, max_len, blocking)
         else:
-            ids = beam_search(model, source, beam_size, max_len)
+            ids = beam_search(model, source, beam_size, max_len, blocking=blocking)
         out += [tokenizer.decode(row) for row in ids]
     return out
 

@@ -15,7 +15,9 @@ from lmforge.data.pairs import PairsCorpus, PairsTask, pad_rows, source_batch
 from lmforge.errors import ConfigError
 from lmforge.models import FAMILIES
 from lmforge.models.seq2seq import (
+    Blocking,
     Seq2SeqConfig,
+    banned_tokens,
     beam_search,
     greedy_decode,
     label_smoothed_nll,
@@ -173,6 +175,42 @@ def test_beam_search_finds_the_more_likely_target_that_greedy_misses():
     assert beam_search(model, source, beam_size=2, alpha=0.0) == [[6]]
 
 
+def test_banned_tokens_by_hand():
+    assert banned_tokens([5, 6, 5], 1) == {5, 6}  # every token seen
+    assert banned_tokens([5, 6, 5], 2) == {6}  # "5 6" was written: after 5, not 6 again
+    assert banned_tokens([5, 6, 5, 9], 3) == set() and banned_tokens([5, 6], 3) == set()
+    assert banned_tokens([5, 6, 5], 3) == set() and banned_tokens([5, 6, 7, 5, 6], 3) == {7}
+    assert banned_tokens([3, 5], 2, within=[7, 8, 5, 9]) == {9}  # the source's "5 9"
+    assert banned_tokens([], 1, within=[7, 8]) == {7, 8}
+    assert banned_tokens([4], 1, within=[EOS_ID, 4]) == {4}  # </s> is never banned
+    assert banned_tokens([4, 4], 0) == set()
+    with pytest.raises(ConfigError, match="no_repeat_ngram"):
+        Blocking(no_repeat_ngram=-1)
+
+
+class _RepeatingChain(_ChainModel):
+    """After A, A again is most likely (.7; C .2, </s> .1): greedy writes A A A A A A."""
+
+    table = {BOS_ID: {5: 0.6, 6: 0.4}, 5: {5: 0.7, 7: 0.2, EOS_ID: 0.1}, 6: {EOS_ID: 1.0}}
+
+
+def test_blocking_stops_repeats_in_every_decoder():
+    model, source = _RepeatingChain(), torch.tensor([[6, EOS_ID]])
+    assert greedy_decode(model, source) == [[5] * 6]  # to max_seq_len
+    own, both = Blocking(no_repeat_ngram=1), Blocking(1, source_no_repeat_ngram=1)
+    assert greedy_decode(model, source, blocking=own) == [[5, 7]]
+    assert greedy_decode(model, torch.tensor([[5, EOS_ID]]), blocking=both) == [[6]]
+    # beam 2: [6] would be best (.4) but copies the source; then A C (.12) beats A (.06)
+    assert beam_search(model, source, beam_size=2) == [[6]]
+    assert beam_search(model, source, beam_size=2, blocking=both) == [[5, 7]]
+    # samples: after A, A is banned and the rest renormalised: C 2/3, </s> 1/3
+    draw = torch.Generator().manual_seed(0)
+    samples = sample_decode(model, source, 3000, generator=draw, blocking=own)[0]
+    assert all(len(set(s)) == len(s) for s in samples)
+    for key, p in {(5, 7): 0.6 * 2 / 3, (5,): 0.6 / 3, (6,): 0.4}.items():
+        assert samples.count(list(key)) / 3000 == pytest.approx(p, abs=0.03)
+
+
 def test_sentence_bleu_by_hand():
     assert sentence_bleu([1, 2, 3, 4], [1, 2, 3, 4]) == pytest.approx(1.0)
     assert sentence_bleu([1, 2], [3, 4]) == 0.0 and sentence_bleu([], [3]) == 0.0
@@ -292,5 +330,13 @@ def test_cli_trains_a_seq2seq_on_a_pairs_file_and_decodes(tmp_path, run_cli):
         code, stdout, stderr = run_cli("generate", out, "--prompt", "123", *how)
         assert code == 0, stderr
         assert set(stdout.strip()) <= set("0123456789")  # a target in the training alphabet
+    blocked = ("--no-repeat-ngram", "1", "--source-no-repeat-ngram", "1")
+    for how in (("--beam", "1"), ("--beam", "3"), ("--mbr", "8")):
+        code, stdout, stderr = run_cli("generate", out, "--prompt", "123", *how, *blocked)
+        assert code == 0, stderr
+        text = stdout.strip()
+        assert len(set(text)) == len(text) and not set(text) & set("123"), text
+    code, _, stderr = run_cli("generate", out, "--prompt", "1", "--no-repeat-ngram", "-1")
+    assert code != 0 and "no_repeat_ngram must be an integer >= 0" in stderr
     code, _, stderr = run_cli("train", "--model", "seq2seq", "--corpus", "tang", "--quiet")
     assert code == 2 and "--pairs" in stderr

@@ -12,7 +12,8 @@ Paper: Vaswani et al., "Attention Is All You Need" (2017).
 
 Trained with label-smoothed cross-entropy (5.4, epsilon 0.1: ``label_smoothed_nll``); decoded
 greedily (``greedy_decode``) or by beam search with the length penalty of Wu et al. 2016
-(``beam_search``; the paper used beam 4, alpha 0.6), through the decoder's KV cache.
+(``beam_search``; the paper used beam 4, alpha 0.6), through the decoder's KV cache; every
+decoder can block repeated n-grams of its output or of the source (``Blocking``).
 
 Simplified compared with the paper: one shared vocabulary and tokenizer for source and target (the
 paper shared a BPE vocabulary for English-German too); the Trainer's AdamW and warmup + cosine
@@ -46,9 +47,11 @@ from lmforge.tokenize import BOS_ID, EOS_ID, PAD_ID
 
 __all__ = [
     "FAMILY",
+    "Blocking",
     "Seq2Seq",
     "Seq2SeqConfig",
     "Seq2SeqState",
+    "banned_tokens",
     "beam_search",
     "greedy_decode",
     "label_smoothed_nll",
@@ -60,6 +63,7 @@ __all__ = [
     "seq2seq_loss",
     "sinusoidal_positions",
     "source_padding_mask",
+    "source_tokens",
 ]
 
 
@@ -489,37 +493,99 @@ class Seq2Seq(nn.Module):
 # Decoding: any model of the encoder-decoder protocol (seq2seq, rnn_seq2seq).
 
 
+def banned_tokens(prefix: Sequence[int], n: int, within: Sequence[int] | None = None) -> set[int]:
+    """Tokens that, appended to ``prefix``, would repeat an n-gram of ``within`` (by default of
+    the prefix itself): the n-gram blocking of Hugging Face's ``no_repeat_ngram_size`` (and,
+    with ``within`` the source, ``encoder_no_repeat_ngram_size``). n = 1 bans every token seen;
+    n = 0 bans nothing. ``</s>`` is never banned, so a hypothesis can always end."""
+    if n < 1 or len(prefix) < n - 1:
+        return set()
+    seen = list(prefix if within is None else within)
+    tail = list(prefix[len(prefix) - n + 1 :])  # the last n - 1 tokens ([] for n = 1)
+    out = {seen[i + n - 1] for i in range(len(seen) - n + 1) if seen[i : i + n - 1] == tail}
+    out.discard(EOS_ID)
+    return out
+
+
+@dataclass(frozen=True)
+class Blocking:
+    """Repeats a decoder may not write (``banned_tokens``): ``no_repeat_ngram`` n-grams of its
+    own output, ``source_no_repeat_ngram`` n-grams of the source (0 = allowed)."""
+
+    no_repeat_ngram: int = 0
+    source_no_repeat_ngram: int = 0
+
+    def __post_init__(self) -> None:
+        check_int("no_repeat_ngram", self.no_repeat_ngram, 0)
+        check_int("source_no_repeat_ngram", self.source_no_repeat_ngram, 0)
+
+    def __bool__(self) -> bool:
+        return bool(self.no_repeat_ngram or self.source_no_repeat_ngram)
+
+    def apply(
+        self, logp: torch.Tensor, prefixes: Sequence[Sequence[int]], sources: Sequence[list[int]]
+    ) -> torch.Tensor:
+        """(rows, V) log-probabilities with -inf at each row's banned next tokens (row r has
+        written ``prefixes[r]`` for source ``sources[r]``)."""
+        if not self:
+            return logp
+        rows, cols = [], []
+        for r, prefix in enumerate(prefixes):
+            banned = banned_tokens(prefix, self.no_repeat_ngram)
+            banned |= banned_tokens(prefix, self.source_no_repeat_ngram, sources[r])
+            rows += [r] * len(banned)
+            cols += sorted(banned)
+        if not rows:
+            return logp
+        index = (torch.tensor(rows, device=logp.device), torch.tensor(cols, device=logp.device))
+        return logp.index_put(index, torch.tensor(-math.inf, device=logp.device))
+
+
+def source_tokens(source: torch.Tensor) -> list[list[int]]:
+    """(B, S) padded source ids -> per row its tokens without padding and markers."""
+    return [[t for t in row if t not in (PAD_ID, BOS_ID, EOS_ID)] for row in source.tolist()]
+
+
 @torch.no_grad()
 def greedy_decode(
-    model: nn.Module, source: torch.Tensor, max_len: int | None = None
+    model: nn.Module,
+    source: torch.Tensor,
+    max_len: int | None = None,
+    blocking: Blocking = Blocking(),
 ) -> list[list[int]]:
-    """The most likely next token at every step, for (B, S) padded sources.
+    """The most likely next token at every step (of those ``blocking`` allows), for (B, S)
+    padded sources.
 
     Returns:
         per source, the target ids without ``<s>`` and ``</s>``, after at most ``max_len`` steps
         (and at most the model's ``max_seq_len``).
     """
-    return _decode_rows(model, source, max_len, lambda logp: logp.argmax(dim=-1))
+    return _decode_rows(model, source, max_len, lambda logp: logp.argmax(dim=-1), blocking)
 
 
-def _decode_rows(model: nn.Module, source: torch.Tensor, max_len: int | None, choose):
+def _decode_rows(
+    model: nn.Module, source: torch.Tensor, max_len: int | None, choose, blocking: Blocking
+):
     """One target per row of (B, S) sources, token by token: ``choose`` maps the (B, V)
-    log-probabilities to the (B,) next tokens; rows that ended keep ``</s>``. Returns per row
-    the ids without ``<s>`` and ``</s>``, after at most ``max_len`` (and ``max_seq_len``) steps."""
+    log-probabilities (-inf where ``blocking`` bans a token) to the (B,) next tokens; rows that
+    ended keep ``</s>``. Returns per row the ids without ``<s>`` and ``</s>``, after at most
+    ``max_len`` (and ``max_seq_len``) steps."""
     max_len = min(max_len or math.inf, model.config.max_seq_len)  # positions it can read
     state = model.start_decoding(source)
     tokens = torch.full((source.shape[0],), BOS_ID, dtype=torch.long, device=source.device)
     done = torch.zeros_like(tokens, dtype=torch.bool)
-    steps = []
+    sources = source_tokens(source) if blocking else []
+    out: list[list[int]] = [[] for _ in range(source.shape[0])]
     for _ in range(max_len):
         logp, state = model.decode_step(tokens, state)
-        tokens = choose(logp).masked_fill(done, EOS_ID)  # (B,)
-        steps.append(tokens)
+        tokens = choose(blocking.apply(logp, out, sources)).masked_fill(done, EOS_ID)  # (B,)
+        for row, token in zip(out, tokens.tolist(), strict=True):
+            if token != EOS_ID:  # a row that ended draws only </s> from here on
+                row.append(token)
         done |= tokens == EOS_ID
         if bool(done.all()):
             break
-    out = torch.stack(steps, dim=1).tolist()  # (B, steps)
-    return [row[: row.index(EOS_ID)] if EOS_ID in row else row for row in out]
+    return out
 
 
 @torch.no_grad()
@@ -529,6 +595,7 @@ def beam_search(
     beam_size: int = 4,
     max_len: int | None = None,
     alpha: float = 0.6,
+    blocking: Blocking = Blocking(),
 ) -> list[list[int]]:
     """Beam search (Sutskever et al. 2014; Wu et al. 2016's length penalty) for (B, S) sources.
 
@@ -537,6 +604,7 @@ def beam_search(
     hypothesis, scored log p(Y) / lp(|Y|) (``length_penalty``, |Y| counting ``</s>``), and the best
     non-final ones live on. A source is done when ``beam_size`` hypotheses have finished (or at
     ``max_len``, when the live ones are scored as they are). With beam_size 1 this is greedy.
+    Extensions ``blocking`` bans are never taken.
 
     Returns:
         per source, the best target's ids without ``<s>`` and ``</s>``.
@@ -551,8 +619,10 @@ def beam_search(
     scores[:, 0] = 0.0  # the k beams start identical: expand only the first
     prefixes: list[list[list[int]]] = [[[] for _ in range(k)] for _ in range(batch)]
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch)]
+    sources = [row for row in source_tokens(source) for _ in range(k)] if blocking else []
     for step in range(max_len):
         logp, state = model.decode_step(tokens, state)  # (B * k, V)
+        logp = blocking.apply(logp, [p for beams in prefixes for p in beams], sources)
         vocab = logp.shape[-1]
         total = (scores.reshape(-1, 1) + logp.float()).view(batch, k * vocab)
         top_scores, top_index = total.topk(min(2 * k, k * vocab), dim=1)  # (B, 2k)
@@ -604,9 +674,11 @@ def sample_decode(
     max_len: int | None = None,
     temperature: float = 1.0,
     generator: torch.Generator | None = None,
+    blocking: Blocking = Blocking(),
 ) -> list[list[list[int]]]:
     """``num_samples`` ancestral samples of a target for each of (B, S) padded sources: every
-    token drawn from the model's next-token distribution (its log-probabilities / temperature).
+    token drawn from the model's next-token distribution (its log-probabilities / temperature),
+    renormalised over the tokens ``blocking`` allows.
 
     Returns:
         per source, ``num_samples`` lists of target ids without ``<s>`` and ``</s>``.
@@ -624,7 +696,8 @@ def sample_decode(
         u = torch.rand(cdf.shape[0], 1, generator=generator, device=cdf.device) * cdf[:, -1:]
         return torch.searchsorted(cdf, u)[:, 0].clamp(max=cdf.shape[1] - 1)
 
-    rows = _decode_rows(model, source.repeat_interleave(num_samples, dim=0), max_len, draw)
+    many = source.repeat_interleave(num_samples, dim=0)
+    rows = _decode_rows(model, many, max_len, draw, blocking)
     return [rows[b * num_samples : (b + 1) * num_samples] for b in range(source.shape[0])]
 
 
@@ -635,11 +708,12 @@ def mbr_decode(
     max_len: int | None = None,
     generator: torch.Generator | None = None,
     temperature: float = 1.0,
+    blocking: Blocking = Blocking(),
 ) -> list[list[int]]:
     """Sampling-based minimum-Bayes-risk decoding: ``num_samples`` samples per source
-    (``sample_decode`` at ``temperature``), the one with the highest expected BLEU against the
-    others (``mbr_select``). Returns per source the chosen target's ids."""
-    samples = sample_decode(model, source, num_samples, max_len, temperature, generator)
+    (``sample_decode`` at ``temperature``, with ``blocking``), the one with the highest expected
+    BLEU against the others (``mbr_select``). Returns per source the chosen target's ids."""
+    samples = sample_decode(model, source, num_samples, max_len, temperature, generator, blocking)
     return [mbr_select(per_source) for per_source in samples]
 
 
