@@ -5,8 +5,10 @@ self-training, few-shot scoring, TF-IDF), bad input, and the CLI's JSON contract
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from collections import Counter
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -37,6 +39,7 @@ from lmforge.vertical import (
     VerticalConfig,
     VerticalResult,
     _Recipe,
+    for_base,
     load_adapter,
     load_base,
     lora_model,
@@ -217,6 +220,42 @@ def test_bert_and_elmo_recipes_learn(topics):
     assert (recipe.predict_proba(features, test).argmax(1) == gold).float().mean() > 0.8
 
 
+def test_lr_and_max_len_default_to_the_bases_own(topics):
+    _, _, _, tokenizer = topics
+    gpt, bert = tiny_gpt(tokenizer), tiny_bert(tokenizer)  # both 32 positions
+    assert (for_base(VerticalConfig(), "gpt", gpt, tokenizer).lr, VerticalConfig().lr) == (2e-4, 0)
+    cfg = for_base(VerticalConfig(), "bert", bert, tokenizer)
+    assert (cfg.lr, cfg.max_len) == (5e-5, 32)
+    limited = SimpleNamespace(max_length=20)  # a tokenizer with its own limit (MiniLM: 256)
+    assert for_base(VerticalConfig(), "bert", bert, limited).max_len == 20
+    assert _Recipe(bert, tokenizer, ["a", "b"], VerticalConfig()).max_len == 32
+    chosen = for_base(VerticalConfig(lr=1e-3, max_len=8), "bert", bert, limited)
+    assert (chosen.lr, chosen.max_len) == (1e-3, 8)  # given values stay
+
+
+def test_domain_pretraining_warms_up_the_heads_an_import_lacked(topics):
+    """A base whose MLM/NSP heads are random (MiniLM's import) first trains only those heads,
+    encoder frozen; the encoder then trains as before. A base without fresh heads skips that."""
+    train, _, unlabeled, _ = topics
+    tokenizer = train_tokenizer("wordpiece", unlabeled + [r["text"] for r in train], vocab_size=300)
+    torch.manual_seed(0)
+    bert = tiny_bert(tokenizer).eval()
+    bert.fresh_heads = ("mlm_head", "nsp_head")  # as import_hf marks them
+    # a 1e-12 lr after the warmup: whatever moved the encoder would show
+    cfg = VerticalConfig(dapt_head_steps=30, dapt_head_lr=3e-3, dapt_steps=1, dapt_lr=1e-12)
+    adapted = _Recipe(bert, tokenizer, ["a", "b"], cfg).domain_pretrain(unlabeled)
+    before, after = bert.state_dict(), adapted.state_dict()
+    heads = [k for k in before if k.split(".")[0] in bert.fresh_heads]
+    assert heads and all(not torch.allclose(before[k], after[k]) for k in heads if "ln" not in k)
+    for name in before.keys() - set(heads):
+        torch.testing.assert_close(after[name], before[name], rtol=0, atol=1e-8)
+    assert all(p.requires_grad for p in adapted.parameters())  # unfrozen again
+    del bert.fresh_heads  # no fresh heads: the encoder trains from the first step
+    plain = _Recipe(bert, tokenizer, ["a", "b"], dataclasses.replace(cfg, dapt_lr=3e-3))
+    moved = plain.domain_pretrain(unlabeled).state_dict()["blocks.0.attn.qkv.weight"]
+    assert not torch.allclose(moved, before["blocks.0.attn.qkv.weight"])
+
+
 def test_lora_trains_few_parameters_and_its_adapters_round_trip(topics, tmp_path):
     train, test, _, tokenizer = topics
     # the default base's shape: LoRA trains under 5% of the parameters
@@ -357,7 +396,7 @@ def test_a_fit_does_not_depend_on_what_ran_before(topics):
 
 def test_several_label_draws_are_averaged(topics):
     """draws=3: each budget below "all" is measured on three labelled samples (seeds 0, 1, 2)
-    and the row holds their mean and standard deviation; "all" is one draw."""
+    and the row holds their mean, standard deviation and each draw's figure; "all" is one draw."""
     train, test, unlabeled, tokenizer = topics
     gpt = tiny_gpt(tokenizer)
 
@@ -372,6 +411,7 @@ def test_several_label_draws_are_averaged(topics):
     assert averaged[0]["draws"] == 3
     assert averaged[0]["accuracy"] == pytest.approx(sum(accuracies) / 3, abs=1e-4)
     assert averaged[0]["accuracy_sd"] == pytest.approx(float(np.std(accuracies, ddof=1)), abs=1e-4)
+    assert averaged[0]["accuracy_draws"] == accuracies  # each draw's figure, in seed order
     assert "draws" not in averaged[1] and averaged[1]["labels"] == "all"
     assert "±" in result_table(VerticalResult("t", "b", averaged))
     with pytest.raises(ConfigError, match="draws"):

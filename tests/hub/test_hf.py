@@ -127,6 +127,7 @@ def test_importing_twice_gives_the_same_model_and_leaves_the_random_state(minilm
     torch.manual_seed(1)
     load_encoder(minilm)
     torch.testing.assert_close(torch.rand(3), after)  # the import drew nothing from it
+    assert first.fresh_heads == ("mlm_head", "nsp_head")  # what domain pretraining warms up
 
 
 def test_embed_cli_writes_the_same_array(minilm, minilm_reference, run_cli, tmp_path):
@@ -171,6 +172,7 @@ def test_gpt_export_gives_gpt2_the_same_logits_and_imports_back(tie, tmp_path):
     assert state.keys() == back_state.keys()
     assert all(torch.equal(state[k], back_state[k]) for k in state)
     assert torch.equal(back(ids)[0], expected)
+    assert back.fresh_heads == ()  # nothing left random
 
 
 def test_gpt_without_biases_exports_zero_biases(tmp_path):

@@ -198,6 +198,7 @@ def import_hf(folder: str | os.PathLike) -> tuple[nn.Module, Tokenizer]:
         )
     tensors = _read_weights(path)
     missing = _load_weights(model, table, _hf_names(tensors, prefixes), path)
+    model.fresh_heads = tuple(missing)  # left random: domain pretraining warms them up first
     if missing:
         warnings.warn(
             f"{path / WEIGHTS} has no weights for {', '.join(missing)}; they keep their random "
