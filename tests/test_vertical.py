@@ -533,3 +533,18 @@ def test_an_imported_minilm_is_a_base_fine_tuned_on_cls(topics, tmp_path, monkey
     assert [r["method"] for r in result.rows] == ["finetune"]
     assert "fewshot skipped" in result.notes[0]
     assert result.rows[0]["accuracy"] > 0.8  # a real encoder learns 3 topics from 30 labels
+
+
+def test_cli_vertical_names_bad_data_arguments(tmp_path, run_cli):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    labeled = tmp_path / "train.jsonl"
+    labeled.write_text(json.dumps({"text": "a mail", "label": "ham"}) + "\n")
+    code, _, err = run_cli("vertical", "--task", "spam", "--unlabeled", empty)
+    assert code != 0 and "--task spam brings its own data; drop --unlabeled" in err
+    code, _, err = run_cli("vertical", "--labeled", labeled)
+    assert code != 0 and "--labeled needs --eval" in err
+    code, _, err = run_cli(
+        "vertical", "--labeled", labeled, "--eval", labeled, "--unlabeled", empty
+    )
+    assert code != 0 and "empty.txt is empty" in err

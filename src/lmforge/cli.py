@@ -817,6 +817,13 @@ def run_vertical_command(args: argparse.Namespace) -> int:
         settings["methods"] = tuple(m.strip() for m in args.methods.split(","))
     cfg = build_config(VerticalConfig, settings, {})
     if args.task:
+        own = [flag for flag in ("labeled", "eval", "unlabeled") if getattr(args, flag)]
+        if own:
+            raise ConfigError(
+                f"--task {args.task} brings its own data; drop "
+                + ", ".join(f"--{flag}" for flag in own)
+                + " (or drop --task to use your files)"
+            )
         data = builtin_task(args.task)
         name, train, test, unlabeled = data.name, data.train, data.test, data.unlabeled
         description, verbalizers = data.description, data.verbalizers
