@@ -131,10 +131,11 @@ def test_sample_labeled_is_balanced_and_seeded():
 # Techniques on tiny data.
 
 
-def test_gpt_finetuning_with_the_auxiliary_lm_loss_learns(topics):
+@pytest.mark.parametrize("pooling", ["last", "mean"])
+def test_gpt_finetuning_with_the_auxiliary_lm_loss_learns(topics, pooling):
     train, test, _, tokenizer = topics
-    model = CausalClassifier(tiny_gpt(tokenizer), N_TOPICS)
-    recipe = _Recipe(model.lm, tokenizer, labels_of(train), VerticalConfig())
+    model = CausalClassifier(tiny_gpt(tokenizer), N_TOPICS, pooling=pooling)
+    recipe = _Recipe(model.lm, tokenizer, labels_of(train), VerticalConfig(pooling=pooling))
     data = recipe.encode(train)
     task = AuxLMClassificationTask(data, None, tokenizer.pad_id, 16, 0, aux_weight=0.5)
     batch = padded_batch(data, range(len(train)), tokenizer.pad_id)
@@ -185,6 +186,30 @@ def test_a_long_text_is_read_as_windows_whose_states_are_averaged(topics):
     assert (recipe.window, recipe.max_len) == (16, 48)
     with pytest.raises(ConfigError, match="windows"):
         VerticalConfig(windows=0)
+
+
+def test_mean_pooling_averages_every_real_tokens_state(topics):
+    train, _, _, tokenizer = topics
+    lm = tiny_gpt(tokenizer).eval()
+    model = CausalClassifier(lm, N_TOPICS, window=8, pooling="mean").eval()
+    long = torch.tensor([tokenizer.encode(" ".join(r["text"] for r in train[:4]))[:13]])
+    batch = torch.full((2, 13), tokenizer.pad_id)
+    batch[0], batch[1, :5] = long[0], long[0, :5]
+    pooled = model._read(batch, batch != tokenizer.pad_id)[0]
+    windows = [long[:, :8], long[:, 8:]]  # each window's mean, then the windows' mean
+    expected = torch.stack([lm.hidden_states(w)[0][0].mean(0) for w in windows]).mean(0)
+    torch.testing.assert_close(pooled[0], expected)
+    torch.testing.assert_close(pooled[1], lm.hidden_states(long[:, :5])[0][0].mean(0))
+    assert not torch.allclose(
+        pooled[1],
+        CausalClassifier(lm, N_TOPICS)._read(batch[1:], batch[1:] != tokenizer.pad_id)[0][0],
+    )
+    for bad in (
+        lambda: VerticalConfig(pooling="max"),
+        lambda: CausalClassifier(lm, 2, pooling="cls"),
+    ):
+        with pytest.raises(ConfigError, match="pooling"):
+            bad()
 
 
 def test_domain_pretraining_lowers_the_domain_loss(topics):

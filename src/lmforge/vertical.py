@@ -88,6 +88,7 @@ METHODS = (
     "tfidf-logreg",
 )
 SIZES = (16, 64, 256, "all")
+POOLINGS = ("last", "mean")  # what a GPT classifier reads: the last token's state, or the mean
 ADAPTED = {"dapt+finetune", "dapt+finetune+selftrain", "lora"}  # methods on the adapted base
 FAMILIES = ("gpt", "bert", "elmo")
 LORA_TARGETS = r".*blocks\.\d+\.(attn\.(qkv|proj)|mlp\.(fc|proj))"
@@ -103,7 +104,8 @@ class VerticalConfig:
     (the default gpt's 128 positions, MiniLM's 256, its sentence-transformers limit), ``lr``
     2e-4 for gpt and elmo, 5e-5 for bert (Devlin et al. fine-tune at 2e-5 to 5e-5; at 2e-4 one
     of three 64-label MiniLM draws fell to 0.81 accuracy). A GPT base reads up to ``windows``
-    consecutive windows of ``max_len`` tokens of each text.
+    consecutive windows of ``max_len`` tokens of each text, and its classifier reads the last
+    token's state (``pooling`` "last", GPT-1's) or the mean of all its tokens' states ("mean").
 
     Domain pretraining runs ``dapt_steps`` steps at ``dapt_lr``. A base imported without its
     pretraining heads (MiniLM has no MLM or NSP head) first trains only those heads, encoder
@@ -118,6 +120,7 @@ class VerticalConfig:
     methods: tuple = METHODS
     max_len: int = 0
     windows: int = 1
+    pooling: str = "last"
     batch_size: int = 16
     lr: float = 0.0
     scratch_lr: float = 1e-3
@@ -153,6 +156,8 @@ class VerticalConfig:
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
             raise ConfigError(f"unknown method(s) {unknown}; choose among {', '.join(METHODS)}")
+        if self.pooling not in POOLINGS:
+            raise ConfigError(f"unknown pooling {self.pooling!r}; use {' or '.join(POOLINGS)}")
         scorings = [s for s in self.fewshot_scorings if s not in ("direct", "channel")]
         if scorings:
             raise ConfigError(f"unknown few-shot scoring(s) {scorings}; use direct and/or channel")
@@ -191,23 +196,30 @@ class VerticalResult:
 
 
 class CausalClassifier(nn.Module):
-    """A GPT plus one linear layer on the last real token's final hidden state.
+    """A GPT plus one linear layer on the last real token's final hidden state (``pooling``
+    "last", GPT-1's) or on the mean of every real token's final hidden state ("mean").
 
     A text longer than ``window`` tokens is read as consecutive windows of ``window`` tokens,
-    each on its own; the last real token's states of its windows are averaged.
+    each on its own; the pooled states of its windows are averaged.
 
     Args:
         lm: the (pretrained) GPT; its LM head stays for the auxiliary loss.
         n_labels: number of classes, >= 2.
         window: tokens per window, at most the GPT's ``max_seq_len`` (the default).
+        pooling: "last" or "mean".
     """
 
     recurrent = False
 
-    def __init__(self, lm: GPT, n_labels: int, window: int | None = None) -> None:
+    def __init__(
+        self, lm: GPT, n_labels: int, window: int | None = None, pooling: str = "last"
+    ) -> None:
         super().__init__()
         if n_labels < 2:
             raise ConfigError(f"n_labels must be >= 2 for a classifier, got {n_labels}")
+        if pooling not in POOLINGS:
+            raise ConfigError(f"unknown pooling {pooling!r}; use {' or '.join(POOLINGS)}")
+        self.pooling = pooling
         self.lm = lm
         self.window = min(window or lm.config.max_seq_len, lm.config.max_seq_len)
         self.dropout = nn.Dropout(lm.config.dropout or 0.1)
@@ -237,8 +249,12 @@ class CausalClassifier(nn.Module):
         real = mask[:, 0]  # windows with at least one token (the text is right-padded)
         ids, mask = ids[real], mask[real]
         hidden, _ = self.lm.hidden_states(ids)
-        last = mask.sum(dim=1) - 1  # index of each window's last real token
-        states = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (R, d)
+        if self.pooling == "mean":
+            weights = mask.unsqueeze(-1).to(hidden.dtype)
+            states = (hidden * weights).sum(dim=1) / weights.sum(dim=1)  # (R, d)
+        else:
+            last = mask.sum(dim=1) - 1  # index of each window's last real token
+            states = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
         if count > 1:
             spread = states.new_zeros(batch * count, states.shape[-1])
             spread[real] = states
@@ -432,7 +448,7 @@ class _Recipe:
             return self._fit_features(lm, records)
         torch.manual_seed(self.cfg.seed)  # the new layer's start: not whatever ran before
         if self.family == "gpt":
-            model = CausalClassifier(lm, len(self.labels), self.window)
+            model = CausalClassifier(lm, len(self.labels), self.window, self.cfg.pooling)
         else:
             model = SequenceClassifier(lm, len(self.labels))
             for module in (lm.mlm_head, lm.nsp_head):  # unused by the classifier
