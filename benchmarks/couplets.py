@@ -160,9 +160,10 @@ def train_one(name: str, settings: dict, pairs, tokenizer, args) -> dict:
             max_seconds=0.0 if args.steps else args.seconds,
             threads=args.threads,
             device=args.device,
+            seed=TrainConfig.seed + args.seed,  # --seed 0: the runs in RESULTS.md
             **TRAIN,
         )
-        torch.manual_seed(0)
+        torch.manual_seed(args.seed)
         out_dir = Path(args.save) / name if args.save else None
         model, result = train_seq2seq(
             name,
@@ -202,6 +203,7 @@ def main() -> None:
     parser.add_argument("--size", choices=sorted(SIZES), default="small")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0, help="training seed (0: RESULTS.md's)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--test-pairs", type=int, default=0, help="score the first N (0 = all)")
     parser.add_argument(
