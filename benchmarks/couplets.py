@@ -10,22 +10,22 @@ char tokenizer trained on the train pairs. Three systems, scored by corpus BLEU 
 (c) ``seq2seq``: the encoder-decoder Transformer of Vaswani et al. 2017, pre-LN (``norm_first``).
 
 (b) and (c) have about the same number of parameters and train on the same pairs with the same
-Trainer settings, for the same time budget (``--seconds``, the default) or the same number of
-steps (``--steps``), one after the other on ``--threads`` threads (or one per process with
-``--models``); each keeps its best-validation weights (``--save DIR`` keeps the models, ``--load
-DIR`` scores kept ones again). The table gives parameters, training seconds and steps, the loss on
-the whole valid set (plain cross-entropy per target character, ``</s>`` included), and test BLEU
-with greedy decoding, beam search (beam 4, length penalty alpha 0.6), both again with n-gram
-blocking (``--block N``, default 1: no character written twice or copied from the source, as in
-94% and 96% of the test references) and, with ``--mbr N``, minimum-Bayes-risk decoding over N
-samples at ``--mbr-temperature``; also as BLEU-2 (1- and 2-grams only, as Chinese poetry
-generation reports it: 4-gram matches are rare in 5-character lines); a paired bootstrap test
-of the two models' BLEU (sacrebleu); then the share of distinct outputs, the Transformer's
-cross-attention on the aligned source character, and a few test couplets.
+Trainer settings, for the same time budget (``--seconds``, the default) or the same number of steps
+(``--steps``), one after the other on ``--threads`` threads (or one per process with ``--models``),
+from ``--seed`` (default 0); each keeps its best-validation weights (``--save DIR`` keeps the
+models, ``--load DIR`` scores kept ones again). The table gives parameters, training seconds and
+steps, the loss on the whole valid set (plain cross-entropy per target character, ``</s>``
+included), and test BLEU with greedy decoding, beam search (beam 4, length penalty alpha 0.6), both
+again with n-gram blocking (``--block N``, default 1: no character written twice or copied from the
+source, as in 94% and 96% of the test references) and, with ``--mbr N``, minimum-Bayes-risk decoding
+over N samples at ``--mbr-temperature``; also as BLEU-2 (1- and 2-grams only, as Chinese poetry
+generation reports it: 4-gram matches are rare in 5-character lines); a paired bootstrap test of the
+two models' BLEU (sacrebleu); then the share of distinct outputs, the Transformer's cross-attention
+on the aligned source character, and a few test couplets.
 
     python benchmarks/couplets.py [--seconds 300 | --steps 3000] [--size small|base]
         [--models rnn_seq2seq,seq2seq] [--save DIR | --load DIR] [--block 1] [--mbr 32]
-        [--threads 1] [--device cpu] [--test-pairs 0] [--json out.json]
+        [--seed 0] [--threads 1] [--device cpu] [--test-pairs 0] [--json out.json]
 """
 
 from __future__ import annotations
