@@ -34,11 +34,13 @@ from lmforge.models.ngram import KENLM_FALLBACK, NgramConfig, NgramLM
 from lmforge.tokenize import train_tokenizer
 from lmforge.train.trainer import TrainConfig, Trainer
 from lmforge.vertical import (
+    TOKENS_PER_SECOND,
     AuxLMClassificationTask,
     CausalClassifier,
     VerticalConfig,
     VerticalResult,
     _Recipe,
+    estimate_minutes,
     for_base,
     load_adapter,
     load_base,
@@ -210,6 +212,16 @@ def test_mean_pooling_averages_every_real_tokens_state(topics):
     ):
         with pytest.raises(ConfigError, match="pooling"):
             bad()
+
+
+def test_the_time_estimate_counts_domain_pretraining_only_where_it_runs():
+    cfg = VerticalConfig(sizes=(64,), dapt_steps=4000)
+    adapted = estimate_minutes(cfg, 1000, 1000)
+    reused = estimate_minutes(cfg, 1000, 1000, dapt=False)
+    plain = estimate_minutes(dataclasses.replace(cfg, methods=("finetune",)), 1000, 1000)
+    dapt_minutes = 4000 * cfg.batch_size * 128 / TOKENS_PER_SECOND / 60
+    assert adapted - reused == pytest.approx(dapt_minutes)
+    assert 0 < plain < reused
 
 
 def test_domain_pretraining_lowers_the_domain_loss(topics):

@@ -839,11 +839,19 @@ def run_vertical_command(args: argparse.Namespace) -> int:
     say = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr))
     out = Path(args.out or f"runs/vertical/{name}")
     minutes = estimate_minutes(cfg, len(train), len(unlabeled))
+    kept = out / "dapt-base" / "dapt.json"  # reused if its recipe matches (_adapted_base)
+    reused = estimate_minutes(cfg, len(train), len(unlabeled), dapt=False)
     say(
         f"lmforge vertical: {name}, {len(train):,} labelled / {len(test):,} test / "
         f"{len(unlabeled):,} unlabelled texts; methods {', '.join(cfg.methods)}; label budgets "
         f"{', '.join(map(str, cfg.sizes))}; about {minutes:.0f} minutes on a 2-core CPU after "
-        "the base is ready" + ("" if args.base is None else " (for the default base's size)")
+        "the base is ready"
+        + ("" if args.base is None else " (for the default base's size)")
+        + (
+            f"; {reused:.0f} if {kept.parent} is reused"
+            if kept.exists() and reused < minutes
+            else ""
+        )
     )
     base_dir = (
         Path(args.base) if args.base else default_base(Path("runs/vertical/base-gpt-brown"), say)

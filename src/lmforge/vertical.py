@@ -880,11 +880,13 @@ def load_base(path):
     return model, tokenizer, family
 
 
-def estimate_minutes(cfg: VerticalConfig, n_train: int, n_pool: int) -> float:
+def estimate_minutes(cfg: VerticalConfig, n_train: int, n_pool: int, dapt: bool = True) -> float:
     """Rough minutes of a run with the default base on a 2-core CPU (training tokens at
-    ``TOKENS_PER_SECOND``; a larger base, e.g. MiniLM, takes longer)."""
+    ``TOKENS_PER_SECOND``; a larger base, e.g. MiniLM, takes longer). Domain pretraining counts
+    when a method needs it and ``dapt`` (False: a kept adapted base is reused)."""
     max_len = cfg.max_len or 128  # the default base's positions
-    tokens = cfg.dapt_steps * cfg.batch_size * max_len
+    adapting = dapt and bool(ADAPTED & set(cfg.methods))
+    tokens = cfg.dapt_steps * cfg.batch_size * max_len if adapting else 0
     single = {"scratch", "finetune", "dapt+finetune", "lora"} & set(cfg.methods)
     per_step = cfg.batch_size * max_len * cfg.windows  # at most (short texts: less)
     for n in cfg.sizes:
