@@ -43,6 +43,7 @@ from lmforge.pretrain import MASK_MARKERS, fill_mask, pretrain
 from lmforge.tokenize import BOS, TOKENIZER_KINDS, Tokenizer, load_tokenizer, train_tokenizer
 from lmforge.train.trainer import TrainConfig
 from lmforge.vertical import (
+    DAPT_RECORD,
     METHODS,
     VerticalConfig,
     default_base,
@@ -838,20 +839,18 @@ def run_vertical_command(args: argparse.Namespace) -> int:
     check_labels(train, test, "sequence")
     say = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr))
     out = Path(args.out or f"runs/vertical/{name}")
+    adapted_dir = out / "dapt-base"  # reused by a rerun with the same recipe
     minutes = estimate_minutes(cfg, len(train), len(unlabeled))
-    kept = out / "dapt-base" / "dapt.json"  # reused if its recipe matches (_adapted_base)
-    reused = estimate_minutes(cfg, len(train), len(unlabeled), dapt=False)
+    reused = minutes
+    if (adapted_dir / DAPT_RECORD).exists():
+        reused = estimate_minutes(cfg, len(train), len(unlabeled), dapt=False)
     say(
         f"lmforge vertical: {name}, {len(train):,} labelled / {len(test):,} test / "
         f"{len(unlabeled):,} unlabelled texts; methods {', '.join(cfg.methods)}; label budgets "
         f"{', '.join(map(str, cfg.sizes))}; about {minutes:.0f} minutes on a 2-core CPU after "
         "the base is ready"
         + ("" if args.base is None else " (for the default base's size)")
-        + (
-            f"; {reused:.0f} if {kept.parent} is reused"
-            if kept.exists() and reused < minutes
-            else ""
-        )
+        + (f"; {reused:.0f} if {adapted_dir} is reused" if reused < minutes else "")
     )
     base_dir = (
         Path(args.base) if args.base else default_base(Path("runs/vertical/base-gpt-brown"), say)
@@ -869,7 +868,7 @@ def run_vertical_command(args: argparse.Namespace) -> int:
         description,
         verbalizers,
         say,
-        adapted_dir=out / "dapt-base",
+        adapted_dir=adapted_dir,
     )
     print(result_table(result))
     write_json(out / "vertical.json", result.to_dict())

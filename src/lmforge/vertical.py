@@ -89,6 +89,7 @@ METHODS = (
 )
 SIZES = (16, 64, 256, "all")
 POOLINGS = ("last", "mean")  # what a GPT classifier reads: the last token's state, or the mean
+DAPT_RECORD = "dapt.json"  # beside a kept domain-adapted base: the recipe it was trained with
 ADAPTED = {"dapt+finetune", "dapt+finetune+selftrain", "lora"}  # methods on the adapted base
 FAMILIES = ("gpt", "bert", "elmo")
 LORA_TARGETS = r".*blocks\.\d+\.(attn\.(qkv|proj)|mlp\.(fc|proj))"
@@ -156,8 +157,7 @@ class VerticalConfig:
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
             raise ConfigError(f"unknown method(s) {unknown}; choose among {', '.join(METHODS)}")
-        if self.pooling not in POOLINGS:
-            raise ConfigError(f"unknown pooling {self.pooling!r}; use {' or '.join(POOLINGS)}")
+        check_pooling(self.pooling)
         scorings = [s for s in self.fewshot_scorings if s not in ("direct", "channel")]
         if scorings:
             raise ConfigError(f"unknown few-shot scoring(s) {scorings}; use direct and/or channel")
@@ -195,6 +195,13 @@ class VerticalResult:
 # GPT-1 style fine-tuning.
 
 
+def check_pooling(pooling: str) -> str:
+    """``pooling`` if it is one of ``POOLINGS``, else a ConfigError naming them."""
+    if pooling not in POOLINGS:
+        raise ConfigError(f"unknown pooling {pooling!r}; use {' or '.join(POOLINGS)}")
+    return pooling
+
+
 class CausalClassifier(nn.Module):
     """A GPT plus one linear layer on the last real token's final hidden state (``pooling``
     "last", GPT-1's) or on the mean of every real token's final hidden state ("mean").
@@ -217,9 +224,7 @@ class CausalClassifier(nn.Module):
         super().__init__()
         if n_labels < 2:
             raise ConfigError(f"n_labels must be >= 2 for a classifier, got {n_labels}")
-        if pooling not in POOLINGS:
-            raise ConfigError(f"unknown pooling {pooling!r}; use {' or '.join(POOLINGS)}")
-        self.pooling = pooling
+        self.pooling = check_pooling(pooling)
         self.lm = lm
         self.window = min(window or lm.config.max_seq_len, lm.config.max_seq_len)
         self.dropout = nn.Dropout(lm.config.dropout or 0.1)
@@ -695,7 +700,7 @@ def _adapted_base(recipe: _Recipe, lines: list[str], folder, say) -> nn.Module:
     }
     if getattr(recipe.base, "fresh_heads", ()):  # heads warmed up first (domain_pretrain)
         key.update(head_steps=cfg.dapt_head_steps, head_lr=cfg.dapt_head_lr)
-    stamp = Path(folder) / "dapt.json" if folder and recipe.family != "elmo" else None
+    stamp = Path(folder) / DAPT_RECORD if folder and recipe.family != "elmo" else None
     if stamp is not None and stamp.exists() and read_json(stamp, "dapt record") == key:
         say(f"domain-adapted base: {folder} (already trained)")
         return load_model(folder)[0]
