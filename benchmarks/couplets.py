@@ -25,7 +25,8 @@ on the aligned source character, and a few test couplets.
 
     python benchmarks/couplets.py [--seconds 300 | --steps 3000] [--size small|base]
         [--models rnn_seq2seq,seq2seq] [--save DIR | --load DIR] [--block 1] [--mbr 32]
-        [--seed 0] [--threads 1] [--device cpu] [--test-pairs 0] [--json out.json]
+        [--model-set KEY=VALUE] [--train-set KEY=VALUE] [--seed 0] [--threads 1] [--device cpu]
+        [--test-pairs 0] [--json out.json]
 """
 
 from __future__ import annotations
@@ -161,7 +162,7 @@ def train_one(name: str, settings: dict, pairs, tokenizer, args) -> dict:
             threads=args.threads,
             device=args.device,
             seed=TrainConfig.seed + args.seed,  # --seed 0: the runs in RESULTS.md
-            **TRAIN,
+            **{**TRAIN, **parse_sets(args.train_set)},
         )
         torch.manual_seed(args.seed)
         out_dir = Path(args.save) / name if args.save else None
@@ -226,6 +227,13 @@ def main() -> None:
         default=[],
         metavar="KEY=VALUE",
         help="a model setting for every family, e.g. norm_first=false (repeatable)",
+    )
+    parser.add_argument(
+        "--train-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a Trainer setting for every family, e.g. lr=2e-3 (repeatable)",
     )
     parser.add_argument("--models", default=",".join(SIZES["small"]), help="families to run")
     parser.add_argument("--save", help="keep each trained model in DIR/FAMILY")

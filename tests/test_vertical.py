@@ -40,6 +40,7 @@ from lmforge.vertical import (
     VerticalConfig,
     VerticalResult,
     _Recipe,
+    about_minutes,
     estimate_minutes,
     for_base,
     load_adapter,
@@ -50,6 +51,7 @@ from lmforge.vertical import (
     run_vertical,
     save_adapter,
     tfidf_logreg,
+    tokens_per_second,
 )
 
 N_TOPICS = 3
@@ -222,6 +224,28 @@ def test_the_time_estimate_counts_domain_pretraining_only_where_it_runs():
     dapt_minutes = 4000 * cfg.batch_size * 128 / TOKENS_PER_SECOND / 60
     assert adapted - reused == pytest.approx(dapt_minutes)
     assert 0 < plain < reused
+
+
+def test_the_time_estimate_follows_the_bases_size(topics):
+    *_, tokenizer = topics
+    small = tiny_gpt(tokenizer)
+    large = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, **{**TINY_GPT, "d_model": 64}))
+    speed = tokens_per_second("gpt", small)
+    assert speed * small.num_parameters() == pytest.approx(TOKENS_PER_SECOND * 1_833_728)
+    ratio = large.num_parameters() / small.num_parameters()
+    assert tokens_per_second("gpt", large) == pytest.approx(speed / ratio)
+    cfg = VerticalConfig(sizes=(64,))
+    minutes = estimate_minutes(cfg, 1000, 1000)
+    assert estimate_minutes(cfg, 1000, 1000, speed=TOKENS_PER_SECOND / 2) == pytest.approx(
+        2 * minutes
+    )
+    wider = estimate_minutes(dataclasses.replace(cfg, max_len=256), 1000, 1000)
+    assert wider == pytest.approx(2 * minutes)  # for_base puts MiniLM's 256 tokens there
+    assert [about_minutes(m) for m in (0.2, 1.2, 12.6)] == [
+        "under a minute",
+        "about 1 minute",
+        "about 13 minutes",
+    ]
 
 
 def test_domain_pretraining_lowers_the_domain_loss(topics):

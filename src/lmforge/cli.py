@@ -45,13 +45,17 @@ from lmforge.train.trainer import TrainConfig
 from lmforge.vertical import (
     DAPT_RECORD,
     METHODS,
+    TOKENS_PER_SECOND,
     VerticalConfig,
+    about_minutes,
     default_base,
     estimate_minutes,
+    for_base,
     load_base,
     plot_result,
     result_table,
     run_vertical,
+    tokens_per_second,
 )
 from lmforge.workflows import (
     evaluate_ngram,
@@ -506,7 +510,7 @@ def run_ladder_command(args: argparse.Namespace) -> int:
     models = tuple(m.strip() for m in args.models.split(",")) if args.models else DEFAULT_MODELS
     print(f"ladder preset {preset.name}: {preset.summary}")
     print(
-        f"rungs: {', '.join(models)}; expected about {preset.minutes:.0f} minutes on a 2-core CPU "
+        f"rungs: {', '.join(models)}; expected {about_minutes(preset.minutes)} on a 2-core CPU "
         f"for the default rungs"
     )
     out = Path(args.out or f"runs/ladder-{preset.name}")
@@ -840,22 +844,24 @@ def run_vertical_command(args: argparse.Namespace) -> int:
     say = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr))
     out = Path(args.out or f"runs/vertical/{name}")
     adapted_dir = out / "dapt-base"  # reused by a rerun with the same recipe
-    minutes = estimate_minutes(cfg, len(train), len(unlabeled))
+    speed, sized = TOKENS_PER_SECOND, cfg  # the default base's, until another is loaded
+    if args.base:
+        base_dir = Path(args.base)
+        base, tokenizer, family = load_base(base_dir)
+        speed, sized = tokens_per_second(family, base), for_base(cfg, family, base, tokenizer)
+    minutes = estimate_minutes(sized, len(train), len(unlabeled), speed=speed)
     reused = minutes
     if (adapted_dir / DAPT_RECORD).exists():
-        reused = estimate_minutes(cfg, len(train), len(unlabeled), dapt=False)
+        reused = estimate_minutes(sized, len(train), len(unlabeled), dapt=False, speed=speed)
     say(
         f"lmforge vertical: {name}, {len(train):,} labelled / {len(test):,} test / "
         f"{len(unlabeled):,} unlabelled texts; methods {', '.join(cfg.methods)}; label budgets "
-        f"{', '.join(map(str, cfg.sizes))}; about {minutes:.0f} minutes on a 2-core CPU after "
-        "the base is ready"
-        + ("" if args.base is None else " (for the default base's size)")
-        + (f"; {reused:.0f} if {adapted_dir} is reused" if reused < minutes else "")
+        f"{', '.join(map(str, cfg.sizes))}; {about_minutes(minutes)} on a 2-core CPU after the "
+        "base is ready" + (f"; {reused:.0f} if {adapted_dir} is reused" if reused < minutes else "")
     )
-    base_dir = (
-        Path(args.base) if args.base else default_base(Path("runs/vertical/base-gpt-brown"), say)
-    )
-    base, tokenizer, _ = load_base(base_dir)
+    if not args.base:
+        base_dir = default_base(Path("runs/vertical/base-gpt-brown"), say)
+        base, tokenizer, _ = load_base(base_dir)
     result = run_vertical(
         base,
         tokenizer,

@@ -802,6 +802,16 @@ DEFAULT_BASE = {
     },
 }
 TOKENS_PER_SECOND = 5_000  # training tokens/s of the default base on a 2-core CPU (measured)
+# Training tokens/s measured on a 2-core CPU, and the parameters of the base it was measured on:
+# the default gpt, and all-MiniLM-L6-v2 (its domain pretraining and fine-tuning, RESULTS.md).
+MEASURED_SPEED = {"gpt": (TOKENS_PER_SECOND, 1_833_728), "bert": (1_000, 22_893_116)}
+
+
+def tokens_per_second(family: str, base: nn.Module) -> float:
+    """Rough training tokens/s of ``base`` on a 2-core CPU: the speed measured for its family
+    (the default gpt's for another), scaled down in proportion to its parameters."""
+    speed, params = MEASURED_SPEED.get(family, MEASURED_SPEED["gpt"])
+    return speed * params / max(1, sum(p.numel() for p in base.parameters()))
 
 
 def default_base(folder, say: Callable[[str], None] = print):
@@ -819,7 +829,7 @@ def default_base(folder, say: Callable[[str], None] = print):
     minutes = spec["train"]["max_steps"] * 16 * 128 / TOKENS_PER_SECOND / 60
     say(
         f"base: pretraining a gpt (4 x 128) on brown with a bpe tokenizer into {folder}, "
-        f"about {minutes:.0f} minutes on a 2-core CPU (done once, reused after)"
+        f"{about_minutes(minutes)} on a 2-core CPU (done once, reused after)"
     )
     corpus = load_corpus(spec["corpus"])
     tokenizer = train_tokenizer(spec["tokenizer"], corpus.train, vocab_size=spec["vocab_size"])
@@ -885,11 +895,25 @@ def load_base(path):
     return model, tokenizer, family
 
 
-def estimate_minutes(cfg: VerticalConfig, n_train: int, n_pool: int, dapt: bool = True) -> float:
-    """Rough minutes of a run with the default base on a 2-core CPU (training tokens at
-    ``TOKENS_PER_SECOND``; a larger base, e.g. MiniLM, takes longer). Domain pretraining counts
-    when a method needs it and ``dapt`` (False: a kept adapted base is reused)."""
-    max_len = cfg.max_len or 128  # the default base's positions
+def about_minutes(minutes: float) -> str:
+    """``"about 12 minutes"``, ``"about 1 minute"``, ``"under a minute"``."""
+    if minutes < 0.5:
+        return "under a minute"
+    return f"about {minutes:.0f} minute{'' if round(minutes) == 1 else 's'}"
+
+
+def estimate_minutes(
+    cfg: VerticalConfig,
+    n_train: int,
+    n_pool: int,
+    dapt: bool = True,
+    speed: float = TOKENS_PER_SECOND,
+) -> float:
+    """Rough minutes of a run on a 2-core CPU: its training tokens at ``speed`` tokens/s (the
+    default base's; ``tokens_per_second`` for another). Domain pretraining counts when a method
+    needs it and ``dapt`` (False: a kept adapted base is reused). ``cfg.max_len`` 0 counts as
+    128 tokens, the default base's; ``for_base`` gives another base's own."""
+    max_len = cfg.max_len or 128
     adapting = dapt and bool(ADAPTED & set(cfg.methods))
     tokens = cfg.dapt_steps * cfg.batch_size * max_len if adapting else 0
     single = {"scratch", "finetune", "dapt+finetune", "lora"} & set(cfg.methods)
@@ -901,7 +925,7 @@ def estimate_minutes(cfg: VerticalConfig, n_train: int, n_pool: int, dapt: bool 
         if "dapt+finetune+selftrain" in cfg.methods and pool > 0:  # retrain on labels + pool
             retrain = cfg.steps_for(size + pool) * per_step + pool * max_len / 4
             tokens += draws * cfg.rounds * retrain
-    return tokens / TOKENS_PER_SECOND / 60
+    return tokens / speed / 60
 
 
 def _cell(row: dict) -> str:
