@@ -281,7 +281,7 @@ def test_bert_and_elmo_recipes_learn(topics):
     assert (recipe.predict_proba(features, test).argmax(1) == gold).float().mean() > 0.8
 
 
-def test_lr_and_max_len_default_to_the_bases_own(topics):
+def test_lr_max_len_and_domain_pretraining_default_to_the_bases_own(topics):
     _, _, _, tokenizer = topics
     gpt, bert = tiny_gpt(tokenizer), tiny_bert(tokenizer)  # both 32 positions
     assert (for_base(VerticalConfig(), "gpt", gpt, tokenizer).lr, VerticalConfig().lr) == (2e-4, 0)
@@ -290,8 +290,12 @@ def test_lr_and_max_len_default_to_the_bases_own(topics):
     limited = SimpleNamespace(max_length=20)  # a tokenizer with its own limit (MiniLM: 256)
     assert for_base(VerticalConfig(), "bert", bert, limited).max_len == 20
     assert _Recipe(bert, tokenizer, ["a", "b"], VerticalConfig()).max_len == 32
-    chosen = for_base(VerticalConfig(lr=1e-3, max_len=8), "bert", bert, limited)
-    assert (chosen.lr, chosen.max_len) == (1e-3, 8)  # given values stay
+    assert (cfg.dapt_steps, cfg.dapt_lr) == (300, 1e-4)
+    gpt_cfg = for_base(VerticalConfig(), "gpt", gpt, tokenizer)
+    assert (gpt_cfg.dapt_steps, gpt_cfg.dapt_lr) == (1000, 3e-4)
+    given = VerticalConfig(lr=1e-3, max_len=8, dapt_steps=50, dapt_lr=1e-3)
+    chosen = for_base(given, "bert", bert, limited)
+    assert (chosen.lr, chosen.max_len, chosen.dapt_steps, chosen.dapt_lr) == (1e-3, 8, 50, 1e-3)
 
 
 def test_domain_pretraining_warms_up_the_heads_an_import_lacked(topics):

@@ -108,7 +108,10 @@ class VerticalConfig:
     consecutive windows of ``max_len`` tokens of each text, and its classifier reads the last
     token's state (``pooling`` "last", GPT-1's) or the mean of all its tokens' states ("mean").
 
-    Domain pretraining runs ``dapt_steps`` steps at ``dapt_lr``. A base imported without its
+    Domain pretraining runs ``dapt_steps`` steps at ``dapt_lr``; 0 means the base family's own
+    (``FAMILY_DAPT``): 1,000 steps at 3e-4 for gpt and elmo, 300 at 1e-4 for bert (on spam, 1,000
+    MLM steps on the mails moved MiniLM further from a good classifier than 300 did, and took
+    three times as long). A base imported without its
     pretraining heads (MiniLM has no MLM or NSP head) first trains only those heads, encoder
     frozen, for ``dapt_head_steps`` steps at ``dapt_head_lr``, so that the random heads' first
     gradients do not scramble the encoder (linear probing before fine-tuning, Kumar et al. 2022).
@@ -129,8 +132,8 @@ class VerticalConfig:
     min_steps: int = 100
     max_steps: int = 300
     aux_weight: float = 0.5
-    dapt_steps: int = 1000
-    dapt_lr: float = 3e-4
+    dapt_steps: int = 0
+    dapt_lr: float = 0.0
     dapt_head_steps: int = 100
     dapt_head_lr: float = 1e-3
     rounds: int = 2
@@ -400,15 +403,25 @@ def _scores(gold: Sequence, predicted: Sequence, labels: Sequence) -> tuple[floa
 
 
 FAMILY_LR = {"gpt": 2e-4, "bert": 5e-5, "elmo": 2e-4}  # fine-tuning lr where cfg.lr is 0
+# domain pretraining (steps, lr) where cfg.dapt_steps / cfg.dapt_lr are 0
+FAMILY_DAPT = {"gpt": (1000, 3e-4), "bert": (300, 1e-4), "elmo": (1000, 3e-4)}
 
 
 def for_base(cfg: VerticalConfig, family: str, base: nn.Module, tokenizer) -> VerticalConfig:
-    """``cfg`` with a 0 ``lr`` or ``max_len`` replaced by the base's own: its family's
-    fine-tuning lr (``FAMILY_LR``), and as many tokens as it reads (its positions, or fewer
-    where its tokenizer has a limit, as sentence-transformers checkpoints do)."""
+    """``cfg`` with a 0 ``lr``, ``max_len``, ``dapt_steps`` or ``dapt_lr`` replaced by the
+    base's own: its family's fine-tuning lr (``FAMILY_LR``) and domain pretraining
+    (``FAMILY_DAPT``), and as many tokens as it reads (its positions, or fewer where its
+    tokenizer has a limit, as sentence-transformers checkpoints do)."""
     limit = getattr(base.config, "max_seq_len", 128)
     limit = min(limit, getattr(tokenizer, "max_length", None) or limit)
-    return dataclasses.replace(cfg, lr=cfg.lr or FAMILY_LR[family], max_len=cfg.max_len or limit)
+    steps, lr = FAMILY_DAPT[family]
+    return dataclasses.replace(
+        cfg,
+        lr=cfg.lr or FAMILY_LR[family],
+        max_len=cfg.max_len or limit,
+        dapt_steps=cfg.dapt_steps or steps,
+        dapt_lr=cfg.dapt_lr or lr,
+    )
 
 
 class _Recipe:
@@ -575,7 +588,7 @@ def run_vertical(
     if not [t for t in unlabeled if t.strip()] and (ADAPTED & set(cfg.methods)):
         raise DataError("the unlabelled domain text is empty; give a file with some text")
     recipe = _Recipe(base, tokenizer, labels, cfg)
-    cfg = recipe.cfg  # with the base's own lr and max_len where they were 0
+    cfg = recipe.cfg  # with the base's own lr, max_len and domain pretraining where they were 0
     result = VerticalResult(task, base_name)
     gold = [r["label"] for r in test]
     methods = list(cfg.methods)
@@ -911,11 +924,13 @@ def estimate_minutes(
 ) -> float:
     """Rough minutes of a run on a 2-core CPU: its training tokens at ``speed`` tokens/s (the
     default base's; ``tokens_per_second`` for another). Domain pretraining counts when a method
-    needs it and ``dapt`` (False: a kept adapted base is reused). ``cfg.max_len`` 0 counts as
-    128 tokens, the default base's; ``for_base`` gives another base's own."""
+    needs it and ``dapt`` (False: a kept adapted base is reused). A 0 ``cfg.max_len`` or
+    ``cfg.dapt_steps`` counts as the default gpt base's (128 tokens, ``FAMILY_DAPT``);
+    ``for_base`` gives another base's own."""
     max_len = cfg.max_len or 128
     adapting = dapt and bool(ADAPTED & set(cfg.methods))
-    tokens = cfg.dapt_steps * cfg.batch_size * max_len if adapting else 0
+    dapt_steps = cfg.dapt_steps or FAMILY_DAPT["gpt"][0]
+    tokens = dapt_steps * cfg.batch_size * max_len if adapting else 0
     single = {"scratch", "finetune", "dapt+finetune", "lora"} & set(cfg.methods)
     per_step = cfg.batch_size * max_len * cfg.windows  # at most (short texts: less)
     for n in cfg.sizes:
