@@ -111,10 +111,10 @@ class VerticalConfig:
     Domain pretraining runs ``dapt_steps`` steps at ``dapt_lr``; 0 means the base family's own
     (``FAMILY_DAPT``): 1,000 steps at 3e-4 for gpt and elmo, 300 at 1e-4 for bert (on spam, 1,000
     MLM steps on the mails moved MiniLM further from a good classifier than 300 did, and took
-    three times as long). A base imported without its
-    pretraining heads (MiniLM has no MLM or NSP head) first trains only those heads, encoder
-    frozen, for ``dapt_head_steps`` steps at ``dapt_head_lr``, so that the random heads' first
-    gradients do not scramble the encoder (linear probing before fine-tuning, Kumar et al. 2022).
+    three times as long). A base imported without its pretraining heads (MiniLM has no MLM or
+    NSP head) first trains only those heads, encoder frozen, for ``dapt_head_steps`` steps at
+    ``dapt_head_lr``, so that the random heads' first gradients do not scramble the encoder
+    (linear probing before fine-tuning, Kumar et al. 2022).
 
     ``draws`` > 1 repeats every budget below "all" with other labelled samples and training
     seeds (``seed``, ``seed + 1``, ...) and reports the means and standard deviations.
