@@ -824,7 +824,7 @@ def tokens_per_second(family: str, base: nn.Module) -> float:
     """Rough training tokens/s of ``base`` on a 2-core CPU: the speed measured for its family
     (the default gpt's for another), scaled down in proportion to its parameters."""
     speed, params = MEASURED_SPEED.get(family, MEASURED_SPEED["gpt"])
-    return speed * params / max(1, sum(p.numel() for p in base.parameters()))
+    return speed * params / base.num_parameters()
 
 
 def default_base(folder, say: Callable[[str], None] = print):
