@@ -253,7 +253,7 @@ def test_domain_pretraining_lowers_the_domain_loss(topics):
     base = tiny_gpt(tokenizer)
     recipe = _Recipe(base, tokenizer, ["a", "b"], VerticalConfig(dapt_steps=60, dapt_lr=3e-3))
     from lmforge.data.batching import token_stream
-    from lmforge.train.trainer import evaluate_model
+    from lmforge.evaluate import evaluate_model
 
     stream = token_stream(tokenizer, unlabeled)
     before, _ = evaluate_model(base, stream)

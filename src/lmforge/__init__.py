@@ -11,7 +11,7 @@ from lmforge.errors import (  # noqa: E402
     LMForgeError,
     UnknownModelError,
 )
-from lmforge.evaluate import perplexity  # noqa: E402
+from lmforge.metrics import perplexity  # noqa: E402
 from lmforge.finetune import SequenceClassifier, TokenClassifier, load_classifier  # noqa: E402
 from lmforge.hub import embed, export_hf, import_hf  # noqa: E402
 from lmforge.models import FAMILIES, get_family  # noqa: E402

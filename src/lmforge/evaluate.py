@@ -1,54 +1,113 @@
-"""Perplexity: one definition for every model family.
+"""One perplexity path for every family: lines in, log-probabilities of their tokens out.
 
-Perplexity is exp(mean negative log-likelihood per token), over the same tokens for every family:
-each sentence's tokens and its ``</s>``, never ``<s>`` (the rule of ``lmforge.tokenize``).
-Two models' probabilities of the same tokens are mixed with ``mix_log_probs``.
+Every family is scored on the same tokens: each line's tokens and its ``</s>``, never ``<s>``
+(the rule of ``lmforge.tokenize``). A counted family (the n-gram model) starts afresh at every
+line, as KenLM does; a neural family reads the lines as one stream (``token_stream``) and may use
+the previous lines as context. ``lmforge eval``, the ladder and every rung score through
+``line_log_probs``.
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Sequence
 
 import numpy as np
+import torch
+from torch import nn
 
-__all__ = ["perplexity", "mix_log_probs"]
+from lmforge.data.batching import eval_rows, eval_windows, token_stream
+from lmforge.metrics import mix_log_probs, perplexity
+from lmforge.models import family_of
+from lmforge.tokenize import Tokenizer
+
+__all__ = [
+    "evaluate_model",
+    "line_log_probs",
+    "lines_perplexity",
+    "mix_log_probs",
+    "perplexity",
+    "split_words",
+    "stream_log_probs",
+    "tokenize_lines",
+]
 
 
-def perplexity(total_nll: float, n_tokens: int) -> float:
-    """exp(total_nll / n_tokens), with total_nll the summed negative natural-log likelihood.
+def split_words(lines: Sequence[str]) -> list[list[str]]:
+    """Whitespace-separated words of each line, as KenLM's lmplz and query read text."""
+    return [line.split() for line in lines]
 
-    Raises:
-        ValueError: no tokens.
+
+def tokenize_lines(lines: Sequence[str], tokenizer: Tokenizer | None) -> list[list[str]]:
+    """Token strings of each line with ``tokenizer``, or whitespace words without one."""
+    return split_words(lines) if tokenizer is None else tokenizer.tokens_batch(lines)
+
+
+def line_log_probs(model, tokenizer: Tokenizer | None, lines: Sequence[str]) -> np.ndarray:
+    """Natural-log probability of every scored token of ``lines`` (each line's tokens and its
+    ``</s>``), in order, under a model of any causal family.
+
+    Returns:
+        (N,) float array; perplexity is ``exp(-mean)``.
     """
-    if n_tokens <= 0:
-        raise ValueError("perplexity needs at least one token")
-    return math.exp(total_nll / n_tokens)
+    if family_of(model).fitting == "counting":
+        return model.token_log_probs(tokenize_lines(lines, tokenizer))[0]
+    return stream_log_probs(model, token_stream(tokenizer, lines)).double().numpy()
 
 
-def mix_log_probs(logp_a, logp_b, weight: float = 0.5):
-    """log(weight p_a + (1 - weight) p_b): the linear mixture of two models, in log space.
+def lines_perplexity(model, tokenizer: Tokenizer | None, lines: Sequence[str]) -> float:
+    """Perplexity of ``lines`` under any causal family: the same tokens for every family."""
+    logp = line_log_probs(model, tokenizer, lines)
+    return perplexity(-float(logp.sum()), len(logp))
 
-    Bengio et al. (2003), Table 1, "mix": the neural LM's probabilities averaged with an
-    interpolated trigram's. Computed as logaddexp(log w + a, log(1 - w) + b), which neither
-    underflows nor overflows.
+@torch.no_grad()
+def stream_log_probs(model: nn.Module, stream: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
+    """(N-1,) log p of every target of ``stream`` (each token after the first), in order.
 
-    Args:
-        logp_a: natural-log probabilities of model a: a float, numpy array or torch tensor.
-        logp_b: the same tokens under model b, same type and shape.
-        weight: w, the weight of model a, in [0, 1].
-
-    Raises:
-        ValueError: weight outside [0, 1].
+    Recurrent models read ``batch_size`` contiguous rows with a carried state; others read
+    overlapping windows (``lmforge.data.batching.eval_windows``), so every target is scored once
+    with as much context as the model can take.
     """
-    if not 0.0 <= weight <= 1.0:
-        raise ValueError(f"weight must be in [0, 1], got {weight!r}")
-    if weight == 1.0:
-        return logp_a
-    if weight == 0.0:
-        return logp_b
-    a = logp_a + math.log(weight)
-    b = logp_b + math.log1p(-weight)
-    if hasattr(a, "logaddexp"):  # a torch tensor
-        return a.logaddexp(b)
-    mixed = np.logaddexp(a, b)
-    return float(mixed) if np.ndim(mixed) == 0 else mixed
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = torch.empty(len(stream) - 1)
+    if model.recurrent:
+        inputs, targets, mask = eval_rows(stream, batch_size)
+        index = torch.arange(mask.numel()).view(mask.shape)  # target number of each cell
+        state = model.init_state(inputs.shape[0], device)
+        for start in range(0, inputs.shape[1], 256):
+            part = slice(start, start + 256)
+            x, y = inputs[:, part].to(device), targets[:, part].to(device)
+            logp, state = model.log_probs(x, y, state)
+            keep = mask[:, part]
+            out[index[:, part][keep]] = logp.cpu()[keep]
+    else:
+        limit = getattr(model.config, "max_seq_len", None)
+        windows = list(eval_windows(stream, model.context_size, limit))
+        done = 0
+        for first in range(0, len(windows), batch_size):
+            group = windows[first : first + batch_size]
+            width = max(len(w[0]) for w in group)
+            inputs = torch.zeros(len(group), width, dtype=torch.long)
+            targets = torch.zeros_like(inputs)
+            mask = torch.zeros(len(group), width, dtype=torch.bool)
+            for row, (x, y, m) in enumerate(group):
+                inputs[row, : len(x)], targets[row, : len(y)], mask[row, : len(m)] = x, y, m
+            logp, _ = model.log_probs(inputs.to(device), targets.to(device))
+            scored = logp.cpu()[mask]  # row by row, in stream order
+            out[done : done + len(scored)] = scored
+            done += len(scored)
+    model.train(was_training)
+    return out
+
+
+def evaluate_model(
+    model: nn.Module, stream: torch.Tensor, batch_size: int = 16, max_tokens: int = 0
+) -> tuple[float, int]:
+    """Summed negative log-likelihood (nats) and number of targets of ``stream``."""
+    if max_tokens:
+        stream = stream[: max_tokens + 1]
+    logp = stream_log_probs(model, stream, batch_size)
+    return -float(logp.sum()), len(logp)
+
+

@@ -19,11 +19,12 @@ from lmforge.checkpoint import write_json
 from lmforge.data import load_corpus
 from lmforge.data.batching import token_stream
 from lmforge.errors import ConfigError
-from lmforge.evaluate import mix_log_probs, perplexity
+from lmforge.metrics import mix_log_probs, perplexity
 from lmforge.models import get_family
 from lmforge.models.ngram import NgramConfig, NgramLM
 from lmforge.tokenize import train_tokenizer
-from lmforge.train.trainer import TrainConfig, stream_log_probs
+from lmforge.evaluate import line_log_probs
+from lmforge.train.trainer import TrainConfig
 from lmforge.workflows import save_ngram, tokenize_lines, train_model
 
 __all__ = ["Rung", "Preset", "PRESETS", "RungResult", "LadderResult", "run_ladder"]
@@ -362,7 +363,7 @@ def _ngram_rung(preset, tok, train, valid, test, out) -> tuple[RungResult, dict]
     )
     seconds = time.perf_counter() - start
     logp = {
-        split: model.token_log_probs(tokenize_lines(lines, tok))[0]
+        split: line_log_probs(model, tok, lines)
         for split, lines in (("valid", valid), ("test", test))
     }
     if out:
@@ -396,7 +397,7 @@ def _neural_rung(
         progress=progress,
     )
     logp = {
-        split: stream_log_probs(model, token_stream(tok, lines)).numpy()
+        split: line_log_probs(model, tok, lines)
         for split, lines in (("valid", valid), ("test", test))
     }
     ppl = {split: perplexity(-float(v.sum()), len(v)) for split, v in logp.items()}

@@ -19,12 +19,12 @@ from lmforge.config import build_config, config_to_dict
 from lmforge.data.batching import token_stream
 from lmforge.data.pairs import PairsCorpus, PairsTask, source_batch
 from lmforge.errors import CheckpointError, ConfigError, DataError
-from lmforge.evaluate import perplexity
+from lmforge.evaluate import lines_perplexity
 from lmforge.models import FAMILIES, get_family
 from lmforge.models.ngram import NgramConfig, NgramEvaluation, NgramLM
 from lmforge.models.seq2seq import Blocking, beam_search, greedy_decode, mbr_decode
 from lmforge.tokenize import Tokenizer, load_tokenizer, train_tokenizer
-from lmforge.train.trainer import WEIGHTS, TrainConfig, Trainer, TrainResult, evaluate_model
+from lmforge.train.trainer import WEIGHTS, TrainConfig, Trainer, TrainResult
 
 __all__ = [
     "split_words",
@@ -301,7 +301,4 @@ def load_model(path: str | os.PathLike):
 
 def model_perplexity(model, tokenizer: Tokenizer | None, lines: Sequence[str]) -> float:
     """Perplexity of ``lines`` under any family: the same tokens (each line's and its </s>)."""
-    if isinstance(model, NgramLM):
-        return evaluate_ngram(model, tokenizer, lines).perplexity
-    nll, count = evaluate_model(model, token_stream(tokenizer, lines))
-    return perplexity(nll, count)
+    return lines_perplexity(model, tokenizer, lines)

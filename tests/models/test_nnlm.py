@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lmforge.errors import ConfigError
-from lmforge.evaluate import mix_log_probs
+from lmforge.metrics import mix_log_probs
 from lmforge.models.nnlm import (
     FAMILY,
     NNLM,

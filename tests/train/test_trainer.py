@@ -18,7 +18,8 @@ from lmforge.models.gpt import GPT, GPTConfig
 from lmforge.models.nnlm import NNLM, NNLMConfig
 from lmforge.models.rnn import LSTMConfig, RecurrentLM
 from lmforge.train.schedules import Plateau, warmup_cosine
-from lmforge.train.trainer import TrainConfig, Trainer, stream_log_probs
+from lmforge.evaluate import stream_log_probs
+from lmforge.train.trainer import TrainConfig, Trainer
 
 STREAM = (torch.arange(3000) * 7919 % 23).long()
 

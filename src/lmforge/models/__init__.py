@@ -6,7 +6,7 @@ from lmforge.errors import UnknownModelError
 from lmforge.models import bert, elmo, gpt, ngram, nnlm, rnn, rnn_seq2seq, seq2seq
 from lmforge.models.family import Family
 
-__all__ = ["FAMILIES", "Family", "get_family"]
+__all__ = ["FAMILIES", "Family", "family_of", "get_family"]
 
 FAMILIES: dict[str, Family] = {
     "ngram": ngram.FAMILY,
@@ -33,3 +33,18 @@ def get_family(name: str) -> Family:
     except KeyError:
         known = ", ".join(sorted(FAMILIES))
         raise UnknownModelError(f"unknown model family {name!r}; known families: {known}") from None
+
+
+def family_of(model: object) -> Family:
+    """The registered family whose model class ``model`` is (a plain model, not a wrapper).
+
+    Raises:
+        UnknownModelError: ``model`` is of no registered family.
+    """
+    for family in FAMILIES.values():
+        if type(model) is family.model_class:
+            return family
+    raise UnknownModelError(
+        f"a {type(model).__name__} is not a model of a registered family "
+        f"({', '.join(FAMILIES)})"
+    )

@@ -35,7 +35,7 @@ import numpy as np
 
 from lmforge.arpa import find_keys, read_arpa, write_arpa
 from lmforge.errors import ConfigError, DataError
-from lmforge.evaluate import perplexity
+from lmforge.metrics import perplexity
 from lmforge.models.family import Family
 from lmforge.progress import Stages
 

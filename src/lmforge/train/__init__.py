@@ -1,5 +1,5 @@
 """The one Trainer for every neural family, and its schedules."""
 
-from lmforge.train.trainer import TrainConfig, Trainer, TrainResult, evaluate_model
+from lmforge.train.trainer import TrainConfig, Trainer, TrainResult
 
-__all__ = ["TrainConfig", "Trainer", "TrainResult", "evaluate_model"]
+__all__ = ["TrainConfig", "Trainer", "TrainResult"]

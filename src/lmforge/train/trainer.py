@@ -28,8 +28,9 @@ from torch import nn
 from tqdm import tqdm
 
 from lmforge.checkpoint import read_json, write_json
-from lmforge.data.batching import StreamBatches, WindowBatches, eval_rows, eval_windows
+from lmforge.data.batching import StreamBatches, WindowBatches
 from lmforge.errors import CheckpointError, ConfigError
+from lmforge.evaluate import evaluate_model
 from lmforge.train.schedules import Plateau, warmup_cosine
 
 __all__ = [
@@ -38,9 +39,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "Trainer",
-    "evaluate_model",
     "lm_loss",
-    "stream_log_probs",
 ]
 
 WEIGHTS, STATE_DIR, METRICS = "model.safetensors", "trainer_state", "metrics.jsonl"
@@ -218,58 +217,6 @@ def detach_state(state):
     if isinstance(state, torch.Tensor):
         return state.detach()
     return type(state)(detach_state(s) for s in state)
-
-
-@torch.no_grad()
-def stream_log_probs(model: nn.Module, stream: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
-    """(N-1,) log p of every target of ``stream`` (each token after the first), in order.
-
-    Recurrent models read ``batch_size`` contiguous rows with a carried state; others read
-    overlapping windows (``lmforge.data.batching.eval_windows``), so every target is scored once
-    with as much context as the model can take.
-    """
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    out = torch.empty(len(stream) - 1)
-    if model.recurrent:
-        inputs, targets, mask = eval_rows(stream, batch_size)
-        index = torch.arange(mask.numel()).view(mask.shape)  # target number of each cell
-        state = model.init_state(inputs.shape[0], device)
-        for start in range(0, inputs.shape[1], 256):
-            part = slice(start, start + 256)
-            x, y = inputs[:, part].to(device), targets[:, part].to(device)
-            logp, state = model.log_probs(x, y, state)
-            keep = mask[:, part]
-            out[index[:, part][keep]] = logp.cpu()[keep]
-    else:
-        limit = getattr(model.config, "max_seq_len", None)
-        windows = list(eval_windows(stream, model.context_size, limit))
-        done = 0
-        for first in range(0, len(windows), batch_size):
-            group = windows[first : first + batch_size]
-            width = max(len(w[0]) for w in group)
-            inputs = torch.zeros(len(group), width, dtype=torch.long)
-            targets = torch.zeros_like(inputs)
-            mask = torch.zeros(len(group), width, dtype=torch.bool)
-            for row, (x, y, m) in enumerate(group):
-                inputs[row, : len(x)], targets[row, : len(y)], mask[row, : len(m)] = x, y, m
-            logp, _ = model.log_probs(inputs.to(device), targets.to(device))
-            scored = logp.cpu()[mask]  # row by row, in stream order
-            out[done : done + len(scored)] = scored
-            done += len(scored)
-    model.train(was_training)
-    return out
-
-
-def evaluate_model(
-    model: nn.Module, stream: torch.Tensor, batch_size: int = 16, max_tokens: int = 0
-) -> tuple[float, int]:
-    """Summed negative log-likelihood (nats) and number of targets of ``stream``."""
-    if max_tokens:
-        stream = stream[: max_tokens + 1]
-    logp = stream_log_probs(model, stream, batch_size)
-    return -float(logp.sum()), len(logp)
 
 
 class Trainer:
