@@ -38,10 +38,14 @@ from pathlib import Path
 
 import torch
 
-from lmforge.data.pairs import PairsTask, bleu, load_pairs, pad_rows, source_batch
-from lmforge.tokenize import BOS_ID, train_tokenizer
+from lmforge.config import parse_sets
+from lmforge.data.batching import pad_rows
+from lmforge.data.pairs import bleu, load_pairs, source_batch
+from lmforge.folders import load_model
+from lmforge.tokenize import BOS_ID, PAD_ID, train_tokenizer
+from lmforge.train.tasks import PairsTask
 from lmforge.train.trainer import TrainConfig
-from lmforge.workflows import load_model, train_seq2seq, translate
+from lmforge.workflows import train_family, translate
 
 # Settings of about equal parameter counts (|V| = 7,597 characters: the tied embedding is
 # 0.97 M parameters at width 128, 1.94 M at 256, 2.43 M at 320). The Transformer is pre-LN: the
@@ -72,15 +76,6 @@ TRAIN = {
 }
 
 
-def parse_sets(pairs: list[str]) -> dict:
-    """``["norm_first=true", "dropout=0.2"]`` -> ``{"norm_first": True, "dropout": 0.2}``."""
-    out = {}
-    for pair in pairs:
-        key, _, value = pair.partition("=")
-        out[key] = json.loads(value)
-    return out
-
-
 def decodings(args) -> dict[str, dict]:
     """The decoding rules scored: column name -> ``translate`` keywords."""
     ways = {"greedy": {}, "beam 4": {"beam_size": 4}}
@@ -102,7 +97,9 @@ def aligned_attention(model, tokenizer, pairs) -> float:
     """
     seven = [p for p in pairs if len(p[0]) == 7][:500]
     source = source_batch(tokenizer, [s for s, _ in seven])
-    target_in = pad_rows([[BOS_ID, *tokenizer.encode(t, markers=False)] for _, t in seven])
+    target_in, _ = pad_rows(
+        [[BOS_ID, *tokenizer.encode(t, markers=False)] for _, t in seven], PAD_ID
+    )
     seen = []
     for layer in model.decoder:  # keep each cross-attention's queries and keys
         attention = layer.cross_attn
@@ -168,14 +165,16 @@ def train_one(name: str, settings: dict, pairs, tokenizer, args) -> dict:
         )
         torch.manual_seed(args.seed)
         out_dir = Path(args.save) / name if args.save else None
-        model, result = train_seq2seq(
+        model, result, _ = train_family(
             name,
-            pairs,
+            pairs.train,
+            pairs.valid,
             tokenizer,
             {**settings, **COMMON, **parse_sets(args.model_set)},
             config,
             out_dir,
             progress=not args.quiet,
+            record={"pairs": pairs.name},
         )
         row.update(steps=result.steps, train_seconds=result.train_seconds)
         if out_dir:

@@ -76,8 +76,8 @@ def compare_with_kenlm_module(arpa: str, tokenizer: str) -> None:
         print("pip kenlm module not installed (pip install kenlm): skipping the score check")
         return
     from lmforge.data import load_corpus
+    from lmforge.evaluate import split_words
     from lmforge.models.ngram import NgramLM
-    from lmforge.workflows import split_words
 
     if tokenizer != "none":
         print("score check runs with --tokenizer none only")

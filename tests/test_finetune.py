@@ -12,24 +12,17 @@ import torch
 from bert_topics import TOPICS, topic_documents, topic_examples, topic_words
 from torch import nn
 
+from lmforge.data.labelled import encode_examples, read_examples
 from lmforge.errors import CheckpointError, DataError
-from lmforge.finetune import (
-    ClassificationTask,
-    SequenceClassifier,
-    TokenClassifier,
-    encode_examples,
-    finetune,
-    finetune_config,
-    load_classifier,
-    macro_f1,
-    predict,
-    read_examples,
-)
-from lmforge.hub import save_model_folder
+from lmforge.finetune import finetune, finetune_config, load_classifier, predict
+from lmforge.folders import save_model
+from lmforge.metrics import macro_f1
 from lmforge.models.bert import BERT, BertConfig
-from lmforge.pretrain import pretrain
+from lmforge.models.heads import SequenceClassifier, TokenClassifier
 from lmforge.tokenize import train_tokenizer
+from lmforge.train.tasks import ClassificationTask
 from lmforge.train.trainer import TrainConfig
+from lmforge.workflows import train_family
 
 TINY = dict(d_model=64, n_layers=1, n_heads=4, d_ff=128, max_seq_len=32, dropout=0.0)
 FAST = dict(batch_size=16, lr=3e-3, schedule="constant", seed=0)
@@ -55,7 +48,7 @@ def encoder():
     config = TrainConfig(batch_size=32, max_steps=100, lr=3e-3, schedule="constant", seed=0)
     torch.manual_seed(0)
     with one_thread():
-        model, _, _ = pretrain(train, None, tokenizer, TINY, config, progress=False)
+        model, _, _ = train_family("bert", train, None, tokenizer, TINY, config, progress=False)
     return model, tokenizer
 
 
@@ -229,7 +222,7 @@ def test_an_evaluation_label_must_be_a_training_label():
 def test_loading_a_plain_model_folder_as_a_classifier_says_what_it_is(tmp_path):
     tokenizer = train_tokenizer("wordpiece", ["a b"], vocab_size=40)
     bert = BERT(BertConfig(vocab_size=tokenizer.vocab_size, **TINY))
-    save_model_folder(tmp_path / "bert", bert, tokenizer)
+    save_model(tmp_path / "bert", bert, tokenizer)
     with pytest.raises(CheckpointError, match="not a fine-tuned classifier"):
         load_classifier(tmp_path / "bert")
 
@@ -237,7 +230,7 @@ def test_loading_a_plain_model_folder_as_a_classifier_says_what_it_is(tmp_path):
 @pytest.fixture(scope="module")
 def bert_folder(encoder, tmp_path_factory):
     folder = tmp_path_factory.mktemp("models") / "bert"
-    return save_model_folder(folder, *encoder)
+    return save_model(folder, *encoder)
 
 
 def test_cli_finetune_writes_a_folder(run_cli, bert_folder, tmp_path):

@@ -16,6 +16,7 @@ import torch
 from bert_topics import topic_documents, topic_examples
 from conftest import shared_path
 
+from lmforge.data.labelled import padded_batch
 from lmforge.data.vertical import (
     BROWN_GENRES,
     brown_genre_task,
@@ -25,21 +26,21 @@ from lmforge.data.vertical import (
 )
 from lmforge.errors import ConfigError, DataError
 from lmforge.fewshot import build_channel_prompt, build_prompt, option_scores, predict_labels
-from lmforge.finetune import padded_batch
-from lmforge.hub import save_model_folder
+from lmforge.folders import save_model
+from lmforge.models import FAMILIES, family_of
 from lmforge.models.bert import BERT, BertConfig
 from lmforge.models.elmo import ELMo, ElmoConfig
 from lmforge.models.gpt import GPT, GPTConfig
+from lmforge.models.heads import CausalClassifier
 from lmforge.models.ngram import KENLM_FALLBACK, NgramConfig, NgramLM
 from lmforge.tokenize import train_tokenizer
+from lmforge.train.tasks import AuxLMClassificationTask
 from lmforge.train.trainer import TrainConfig, Trainer
 from lmforge.vertical import (
+    RECIPES,
     TOKENS_PER_SECOND,
-    AuxLMClassificationTask,
-    CausalClassifier,
     VerticalConfig,
     VerticalResult,
-    _Recipe,
     about_minutes,
     estimate_minutes,
     for_base,
@@ -47,12 +48,15 @@ from lmforge.vertical import (
     load_base,
     lora_model,
     pseudo_label,
+    recipe_for,
     result_table,
     run_vertical,
     save_adapter,
+    task_config,
     tfidf_logreg,
     tokens_per_second,
 )
+from lmforge.vertical.recipes import CausalRecipe
 
 N_TOPICS = 3
 TINY_GPT = dict(d_model=32, n_layers=1, n_heads=2, d_ff=64, max_seq_len=32, dropout=0.0)
@@ -131,6 +135,25 @@ def test_sample_labeled_is_balanced_and_seeded():
         sample_labeled(records, 0)
 
 
+def test_spam_runs_with_its_measured_best_settings_under_the_users():
+    """spam with a gpt base: mean pooling and DAPT at lr 1e-3 (the 5-draw table at 64 labels);
+    brown-genre keeps GPT-1's last token; a --set (or --config) value wins over the task's."""
+    spam = spam_task()
+    cfg = task_config(spam, "gpt", {})
+    assert (cfg.pooling, cfg.dapt_lr) == ("mean", 1e-3)
+    assert task_config(brown_genre_task(), "gpt", {}).pooling == "last"
+    mine = task_config(spam, "gpt", {"pooling": "last"})
+    assert (mine.pooling, mine.dapt_lr) == ("last", 1e-3)
+    assert task_config(spam, "bert", {}).dapt_lr == 0  # MiniLM keeps its family's own 1e-4
+
+
+def test_every_vertical_base_family_names_a_recipe_and_its_defaults():
+    bases = {name: f for name, f in FAMILIES.items() if f.classifier}
+    assert set(bases) == {"gpt", "bert", "elmo"}
+    for family in bases.values():
+        assert family.classifier in RECIPES and family.finetune_lr > 0 and family.dapt
+
+
 # ---------------------------------------------------------------------------------------------
 # Techniques on tiny data.
 
@@ -139,7 +162,7 @@ def test_sample_labeled_is_balanced_and_seeded():
 def test_gpt_finetuning_with_the_auxiliary_lm_loss_learns(topics, pooling):
     train, test, _, tokenizer = topics
     model = CausalClassifier(tiny_gpt(tokenizer), N_TOPICS, pooling=pooling)
-    recipe = _Recipe(model.lm, tokenizer, labels_of(train), VerticalConfig(pooling=pooling))
+    recipe = recipe_for(model.lm, tokenizer, labels_of(train), VerticalConfig(pooling=pooling))
     data = recipe.encode(train)
     task = AuxLMClassificationTask(data, None, tokenizer.pad_id, 16, 0, aux_weight=0.5)
     batch = padded_batch(data, range(len(train)), tokenizer.pad_id)
@@ -159,61 +182,17 @@ def test_gpt_finetuning_with_the_auxiliary_lm_loss_learns(topics, pooling):
     assert model.losses(*batch)[1].item() == pytest.approx(expected.item(), rel=1e-5)
 
 
-def test_classifier_reads_the_last_real_token_whatever_the_padding(topics):
-    train, _, _, tokenizer = topics
-    model = CausalClassifier(tiny_gpt(tokenizer), N_TOPICS).eval()
-    ids = torch.tensor([tokenizer.encode(train[0]["text"])])
-    padded = torch.cat([ids, torch.full((1, 5), tokenizer.pad_id)], dim=1)
-    mask = torch.zeros_like(padded, dtype=torch.bool)
-    mask[:, : ids.shape[1]] = True
-    alone = model(ids, torch.ones_like(ids, dtype=torch.bool))
-    torch.testing.assert_close(model(padded, mask), alone)
-
-
-def test_a_long_text_is_read_as_windows_whose_states_are_averaged(topics):
-    train, _, _, tokenizer = topics
-    lm = tiny_gpt(tokenizer).eval()
-    model = CausalClassifier(lm, N_TOPICS, window=8).eval()
-    long = torch.tensor([tokenizer.encode(" ".join(r["text"] for r in train[:4]))[:21]])
-    short = long[:, :6]
-    batch = torch.full((2, 21), tokenizer.pad_id)
-    batch[0], batch[1, :6] = long[0], short[0]
-    mask = batch != tokenizer.pad_id
-    pooled = model._read(batch, mask)[0]
-    windows = [long[:, :8], long[:, 8:16], long[:, 16:]]  # 8 + 8 + 5 tokens, read one by one
-    expected = torch.stack([lm.hidden_states(w)[0][0, -1] for w in windows]).mean(0)
-    torch.testing.assert_close(pooled[0], expected)
-    torch.testing.assert_close(pooled[1], lm.hidden_states(short)[0][0, -1])  # one window only
-    task, aux = model.losses(batch, mask, torch.tensor([0, 1]))
-    assert torch.isfinite(task) and torch.isfinite(aux)
-    recipe = _Recipe(lm, tokenizer, ["a", "b"], VerticalConfig(max_len=16, windows=3))
+def test_a_gpt_recipe_reads_windows_and_checks_its_pooling(topics):
+    """The heads themselves: tests/models/test_heads.py."""
+    *_, tokenizer = topics
+    recipe = recipe_for(
+        tiny_gpt(tokenizer), tokenizer, ["a", "b"], VerticalConfig(max_len=16, windows=3)
+    )
     assert (recipe.window, recipe.max_len) == (16, 48)
     with pytest.raises(ConfigError, match="windows"):
         VerticalConfig(windows=0)
-
-
-def test_mean_pooling_averages_every_real_tokens_state(topics):
-    train, _, _, tokenizer = topics
-    lm = tiny_gpt(tokenizer).eval()
-    model = CausalClassifier(lm, N_TOPICS, window=8, pooling="mean").eval()
-    long = torch.tensor([tokenizer.encode(" ".join(r["text"] for r in train[:4]))[:13]])
-    batch = torch.full((2, 13), tokenizer.pad_id)
-    batch[0], batch[1, :5] = long[0], long[0, :5]
-    pooled = model._read(batch, batch != tokenizer.pad_id)[0]
-    windows = [long[:, :8], long[:, 8:]]  # each window's mean, then the windows' mean
-    expected = torch.stack([lm.hidden_states(w)[0][0].mean(0) for w in windows]).mean(0)
-    torch.testing.assert_close(pooled[0], expected)
-    torch.testing.assert_close(pooled[1], lm.hidden_states(long[:, :5])[0][0].mean(0))
-    assert not torch.allclose(
-        pooled[1],
-        CausalClassifier(lm, N_TOPICS)._read(batch[1:], batch[1:] != tokenizer.pad_id)[0][0],
-    )
-    for bad in (
-        lambda: VerticalConfig(pooling="max"),
-        lambda: CausalClassifier(lm, 2, pooling="cls"),
-    ):
-        with pytest.raises(ConfigError, match="pooling"):
-            bad()
+    with pytest.raises(ConfigError, match="pooling"):
+        VerticalConfig(pooling="max")
 
 
 def test_the_time_estimate_counts_domain_pretraining_only_where_it_runs():
@@ -230,10 +209,10 @@ def test_the_time_estimate_follows_the_bases_size(topics):
     *_, tokenizer = topics
     small = tiny_gpt(tokenizer)
     large = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, **{**TINY_GPT, "d_model": 64}))
-    speed = tokens_per_second("gpt", small)
+    speed = tokens_per_second(small)
     assert speed * small.num_parameters() == pytest.approx(TOKENS_PER_SECOND * 1_833_728)
     ratio = large.num_parameters() / small.num_parameters()
-    assert tokens_per_second("gpt", large) == pytest.approx(speed / ratio)
+    assert tokens_per_second(large) == pytest.approx(speed / ratio)
     cfg = VerticalConfig(sizes=(64,))
     minutes = estimate_minutes(cfg, 1000, 1000)
     assert estimate_minutes(cfg, 1000, 1000, speed=TOKENS_PER_SECOND / 2) == pytest.approx(
@@ -251,7 +230,7 @@ def test_the_time_estimate_follows_the_bases_size(topics):
 def test_domain_pretraining_lowers_the_domain_loss(topics):
     _, _, unlabeled, tokenizer = topics
     base = tiny_gpt(tokenizer)
-    recipe = _Recipe(base, tokenizer, ["a", "b"], VerticalConfig(dapt_steps=60, dapt_lr=3e-3))
+    recipe = recipe_for(base, tokenizer, ["a", "b"], VerticalConfig(dapt_steps=60, dapt_lr=3e-3))
     from lmforge.data.batching import token_stream
     from lmforge.evaluate import evaluate_model
 
@@ -271,12 +250,12 @@ def test_bert_and_elmo_recipes_learn(topics):
     cfg = VerticalConfig(min_steps=60, max_steps=60, lr=3e-3, dapt_steps=20)
     torch.manual_seed(0)
     bert = tiny_bert(tokenizer).eval()
-    recipe = _Recipe(bert, tokenizer, labels, cfg)
+    recipe = recipe_for(bert, tokenizer, labels, cfg)
     model = recipe.fit(bert, train, cfg.lr)
     assert (recipe.predict_proba(model, test).argmax(1) == gold).float().mean() > 0.8
     recipe.domain_pretrain(unlabeled)  # masked LM on the domain text runs
     elmo = ELMo(ElmoConfig(vocab_size=tokenizer.vocab_size, d_model=32, n_layers=1)).eval()
-    recipe = _Recipe(elmo, tokenizer, labels, cfg)
+    recipe = recipe_for(elmo, tokenizer, labels, cfg)
     features = recipe.fit(elmo, train, cfg.lr)  # frozen biLM features + logistic regression
     assert (recipe.predict_proba(features, test).argmax(1) == gold).float().mean() > 0.8
 
@@ -284,17 +263,17 @@ def test_bert_and_elmo_recipes_learn(topics):
 def test_lr_max_len_and_domain_pretraining_default_to_the_bases_own(topics):
     _, _, _, tokenizer = topics
     gpt, bert = tiny_gpt(tokenizer), tiny_bert(tokenizer)  # both 32 positions
-    assert (for_base(VerticalConfig(), "gpt", gpt, tokenizer).lr, VerticalConfig().lr) == (2e-4, 0)
-    cfg = for_base(VerticalConfig(), "bert", bert, tokenizer)
+    assert (for_base(VerticalConfig(), gpt, tokenizer).lr, VerticalConfig().lr) == (2e-4, 0)
+    cfg = for_base(VerticalConfig(), bert, tokenizer)
     assert (cfg.lr, cfg.max_len) == (5e-5, 32)
     limited = SimpleNamespace(max_length=20)  # a tokenizer with its own limit (MiniLM: 256)
-    assert for_base(VerticalConfig(), "bert", bert, limited).max_len == 20
-    assert _Recipe(bert, tokenizer, ["a", "b"], VerticalConfig()).max_len == 32
+    assert for_base(VerticalConfig(), bert, limited).max_len == 20
+    assert recipe_for(bert, tokenizer, ["a", "b"], VerticalConfig()).max_len == 32
     assert (cfg.dapt_steps, cfg.dapt_lr) == (300, 1e-4)
-    gpt_cfg = for_base(VerticalConfig(), "gpt", gpt, tokenizer)
+    gpt_cfg = for_base(VerticalConfig(), gpt, tokenizer)
     assert (gpt_cfg.dapt_steps, gpt_cfg.dapt_lr) == (1000, 3e-4)
     given = VerticalConfig(lr=1e-3, max_len=8, dapt_steps=50, dapt_lr=1e-3)
-    chosen = for_base(given, "bert", bert, limited)
+    chosen = for_base(given, bert, limited)
     assert (chosen.lr, chosen.max_len, chosen.dapt_steps, chosen.dapt_lr) == (1e-3, 8, 50, 1e-3)
 
 
@@ -308,7 +287,7 @@ def test_domain_pretraining_warms_up_the_heads_an_import_lacked(topics):
     bert.fresh_heads = ("mlm_head", "nsp_head")  # as import_hf marks them
     # a 1e-12 lr after the warmup: whatever moved the encoder would show
     cfg = VerticalConfig(dapt_head_steps=30, dapt_head_lr=3e-3, dapt_steps=1, dapt_lr=1e-12)
-    adapted = _Recipe(bert, tokenizer, ["a", "b"], cfg).domain_pretrain(unlabeled)
+    adapted = recipe_for(bert, tokenizer, ["a", "b"], cfg).domain_pretrain(unlabeled)
     before, after = bert.state_dict(), adapted.state_dict()
     heads = [k for k in before if k.split(".")[0] in bert.fresh_heads]
     assert heads and all(not torch.allclose(before[k], after[k]) for k in heads if "ln" not in k)
@@ -316,7 +295,7 @@ def test_domain_pretraining_warms_up_the_heads_an_import_lacked(topics):
         torch.testing.assert_close(after[name], before[name], rtol=0, atol=1e-8)
     assert all(p.requires_grad for p in adapted.parameters())  # unfrozen again
     del bert.fresh_heads  # no fresh heads: the encoder trains from the first step
-    plain = _Recipe(bert, tokenizer, ["a", "b"], dataclasses.replace(cfg, dapt_lr=3e-3))
+    plain = recipe_for(bert, tokenizer, ["a", "b"], dataclasses.replace(cfg, dapt_lr=3e-3))
     moved = plain.domain_pretrain(unlabeled).state_dict()["blocks.0.attn.qkv.weight"]
     assert not torch.allclose(moved, before["blocks.0.attn.qkv.weight"])
 
@@ -329,7 +308,7 @@ def test_lora_trains_few_parameters_and_its_adapters_round_trip(topics, tmp_path
     assert share[0] / share[1] < 0.05
     base = tiny_gpt(tokenizer)
     frozen = copy.deepcopy(base.state_dict())
-    recipe = _Recipe(base, tokenizer, labels_of(train), VerticalConfig(min_steps=40, lr=3e-3))
+    recipe = recipe_for(base, tokenizer, labels_of(train), VerticalConfig(min_steps=40, lr=3e-3))
     model = recipe.fit(base, train, 3e-3, lora=True)
     data = recipe.encode(test)
     ids, mask, _ = padded_batch(data, range(len(test)), tokenizer.pad_id)
@@ -366,7 +345,7 @@ def test_pseudo_label_keeps_only_confident_predictions():
     assert pseudo_label(probs, list("wxyz"), ["ham", "spam"], threshold=0.99) == []
 
 
-def test_self_training_adds_pseudo_labels_only_above_the_threshold(topics):
+def test_self_training_adds_pseudo_labels_only_above_the_threshold(topics, monkeypatch):
     train, test, unlabeled, tokenizer = topics
     cfg = VerticalConfig(
         sizes=(6,),
@@ -379,19 +358,16 @@ def test_self_training_adds_pseudo_labels_only_above_the_threshold(topics):
         rounds=1,
     )
     seen = []
-    original = _Recipe.fit
+    original = CausalRecipe.fit
 
     def recording_fit(self, lm, records, lr, lora=False):
         seen.append(list(records))
         return original(self, lm, records, lr, lora)
 
-    _Recipe.fit = recording_fit
-    try:
-        result = run_vertical(
-            tiny_gpt(tokenizer), tokenizer, train, test, unlabeled, cfg, say=lambda _: None
-        )
-    finally:
-        _Recipe.fit = original
+    monkeypatch.setattr(CausalRecipe, "fit", recording_fit)
+    result = run_vertical(
+        tiny_gpt(tokenizer), tokenizer, train, test, unlabeled, cfg, say=lambda _: None
+    )
     added = result.rows[0]["pseudo_labels"]
     assert len(seen) == 2 and len(seen[1]) == 6 + added and added > 0
     assert all(r["confidence"] >= 0.6 for r in seen[1][6:])
@@ -452,7 +428,9 @@ def test_tfidf_baseline_learns_topics(topics):
 
 def test_a_fit_does_not_depend_on_what_ran_before(topics):
     train, test, _, tokenizer = topics
-    recipe = _Recipe(tiny_gpt(tokenizer), tokenizer, labels_of(train), VerticalConfig(max_steps=5))
+    recipe = recipe_for(
+        tiny_gpt(tokenizer), tokenizer, labels_of(train), VerticalConfig(max_steps=5)
+    )
     first = recipe.predict_proba(recipe.fit(recipe.base, train[:12], 1e-3), test)
     torch.rand(1000)  # another method's work moves the global random state
     again = recipe.predict_proba(recipe.fit(recipe.base, train[:12], 1e-3), test)
@@ -494,10 +472,10 @@ def test_bad_input_gets_clear_errors(topics, tmp_path):
         run_vertical(tiny_gpt(tokenizer), tokenizer, train, odd, unlabeled, VerticalConfig())
     with pytest.raises(DataError, match="unlabelled domain text is empty"):
         run_vertical(tiny_gpt(tokenizer), tokenizer, train, test, ["", " "], VerticalConfig())
-    from lmforge.workflows import train_model
+    from lmforge.workflows import train_family
 
     config = TrainConfig(batch_size=2, seq_len=8, max_steps=1, eval_interval=1)
-    train_model(
+    train_family(
         "lstm",
         unlabeled,
         None,
@@ -517,7 +495,7 @@ def test_bad_input_gets_clear_errors(topics, tmp_path):
 
 def test_cli_vertical_writes_the_json_contract(topics, tmp_path, run_cli):
     train, test, unlabeled, tokenizer = topics
-    save_model_folder(tmp_path / "base", tiny_gpt(tokenizer), tokenizer)
+    save_model(tmp_path / "base", tiny_gpt(tokenizer), tokenizer)
     for name, records in (("train", train), ("test", test)):
         (tmp_path / f"{name}.jsonl").write_text("\n".join(json.dumps(r) for r in records))
     (tmp_path / "domain.txt").write_text("\n".join(unlabeled))
@@ -584,8 +562,8 @@ def test_an_imported_minilm_is_a_base_fine_tuned_on_cls(topics, tmp_path, monkey
     )
     train, test, unlabeled, _ = topics
     monkeypatch.chdir(tmp_path)  # no folder named "minilm" here: the packaged MiniLM
-    base, tokenizer, family = load_base("minilm")
-    assert family == "bert"
+    base, tokenizer = load_base("minilm")
+    assert family_of(base).name == "bert"
     cfg = VerticalConfig(
         sizes=(30,),
         methods=("finetune", "fewshot"),

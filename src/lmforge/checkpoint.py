@@ -13,7 +13,21 @@ from pathlib import Path
 
 from lmforge.errors import CheckpointError
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "write_json", "read_json"]
+__all__ = [
+    "ARPA_FILE",
+    "CONFIG_FILE",
+    "TOKENIZER_FILE",
+    "WEIGHTS_FILE",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "read_json",
+    "write_json",
+]
+
+# The files of a model folder (``lmforge.folders`` owns the folder; the Trainer fills in the
+# weights while it trains).
+CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
+TOKENIZER_FILE, ARPA_FILE = "tokenizer.json", "model.arpa"
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

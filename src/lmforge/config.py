@@ -11,6 +11,7 @@ import dataclasses
 import json
 import tomllib
 import typing
+from collections.abc import Sequence
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,33 @@ __all__ = [
     "build_config",
     "read_config_file",
     "config_to_dict",
+    "parse_sets",
     "check_int",
+    "check_sizes",
     "check_dropout",
+    "check_fraction",
     "checked_cutoffs",
     "require_vocab_size",
 ]
+
+
+def parse_sets(pairs: Sequence[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` flags as a dict; a value is read as JSON where it parses, else kept
+    as a string (``lr=3e-4`` -> 0.0003, ``pooling=mean`` -> "mean").
+
+    Raises:
+        ConfigError: a flag without ``=``.
+    """
+    values = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise ConfigError(f"--set needs KEY=VALUE, got {pair!r}")
+        try:
+            values[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[key.strip()] = raw
+    return values
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -106,28 +129,43 @@ def check_int(field: str, value: object, low: int, note: str = "") -> None:
         raise ConfigError(f"{field} must be an integer >= {low}{note}, got {value!r}")
 
 
-def require_vocab_size(config: object) -> None:
-    """Raise ConfigError when a model is built from a config whose ``vocab_size`` is still 0."""
+def check_sizes(config: object, names: tuple[str, ...]) -> None:
+    """Raise ConfigError unless ``config.vocab_size`` is an integer >= 0 (0 = set from the
+    tokenizer) and each field of ``names`` an integer >= 1: the sizes of a neural family."""
+    check_int("vocab_size", config.vocab_size, 0, " (0 = set from the tokenizer)")
+    for name in names:
+        check_int(name, getattr(config, name), 1)
+
+
+def require_vocab_size(config: Any) -> Any:
+    """``config``, for a model to be built from; ConfigError when its ``vocab_size`` is still 0."""
     if config.vocab_size < 1:
         name = type(config).__name__
         raise ConfigError(
             f"vocab_size must be >= 1 to build a model, got {config.vocab_size}; set it from the "
             f"tokenizer ({name}(vocab_size=tokenizer.vocab_size, ...))"
         )
+    return config
 
 
 def check_dropout(value: object) -> None:
     """Raise ConfigError unless ``value`` is a probability in [0, 1)."""
+    check_fraction("dropout", value)
+
+
+def check_fraction(field: str, value: object) -> None:
+    """Raise ConfigError unless ``value`` is a number in [0, 1)."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
-        raise ConfigError(f"dropout must be a number in [0, 1), got {value!r}")
+        raise ConfigError(f"{field} must be a number in [0, 1), got {value!r}")
 
 
 def _is_whole_number(value: object) -> bool:
     return not isinstance(value, bool) and isinstance(value, int | float) and value % 1 == 0
 
 
-def checked_cutoffs(cutoffs: object) -> tuple[int, ...]:
-    """The cutoffs as a tuple of ints (JSON gives a list, CLI flags give floats), checked."""
+def checked_cutoffs(cutoffs: object, tied: bool = False) -> tuple[int, ...]:
+    """The cutoffs as a tuple of ints (JSON gives a list, CLI flags give floats), checked; with
+    ``tied`` (an output layer tied to the input embedding) they must be () (a full softmax)."""
     values = tuple(cutoffs) if isinstance(cutoffs, list | tuple) else ("?",)
     if not all(_is_whole_number(c) for c in values):
         raise ConfigError(f"adaptive_cutoffs must be a tuple of integers, got {cutoffs!r}")
@@ -136,5 +174,10 @@ def checked_cutoffs(cutoffs: object) -> tuple[int, ...]:
         raise ConfigError(
             "adaptive_cutoffs must be increasing positive token ids such as (2000, 6000), "
             f"or () for a full softmax; got {cutoffs!r}"
+        )
+    if tied and values:
+        raise ConfigError(
+            "tie_embeddings needs a full softmax; set adaptive_cutoffs to () or "
+            "tie_embeddings to false"
         )
     return values

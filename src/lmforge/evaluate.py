@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lmforge.data.batching import eval_rows, eval_windows, token_stream
+from lmforge.data.batching import eval_rows, eval_windows, pad_rows, token_stream
 from lmforge.metrics import mix_log_probs, perplexity
 from lmforge.models import family_of
 from lmforge.tokenize import Tokenizer
@@ -87,12 +87,9 @@ def stream_log_probs(model: nn.Module, stream: torch.Tensor, batch_size: int = 1
         done = 0
         for first in range(0, len(windows), batch_size):
             group = windows[first : first + batch_size]
-            width = max(len(w[0]) for w in group)
-            inputs = torch.zeros(len(group), width, dtype=torch.long)
-            targets = torch.zeros_like(inputs)
-            mask = torch.zeros(len(group), width, dtype=torch.bool)
-            for row, (x, y, m) in enumerate(group):
-                inputs[row, : len(x)], targets[row, : len(y)], mask[row, : len(m)] = x, y, m
+            inputs, _ = pad_rows([x for x, _, _ in group], 0)
+            targets, _ = pad_rows([y for _, y, _ in group], 0)
+            mask, _ = pad_rows([m for _, _, m in group], False, torch.bool)
             logp, _ = model.log_probs(inputs.to(device), targets.to(device))
             scored = logp.cpu()[mask]  # row by row, in stream order
             out[done : done + len(scored)] = scored

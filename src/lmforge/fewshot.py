@@ -13,8 +13,9 @@ continuation of the prompt; the best-scoring label is the prediction. With ``nor
 is the mean log-probability per token of the continuation (GPT-3's per-token normalisation), so
 long label words are not penalised; with ``calibrate`` the score of each label after a
 content-free query is subtracted (Zhao et al. 2021), which removes a small model's fixed
-preference for one label word. Any causal model works: ``gpt``, the recurrent families and
-the n-gram model (which reads only its last order - 1 words of the prompt). A prompt longer than
+preference for one label word. Any family the registry marks ``promptable`` works: ``gpt``, the
+recurrent families, ``nnlm`` and the n-gram model (which reads only its last order - 1 words of
+the prompt). A prompt longer than
 the model's context keeps its last tokens: the earliest demonstrations fall out of a small
 model's window first.
 """
@@ -26,9 +27,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from lmforge.errors import ConfigError
-from lmforge.models import FAMILIES
-from lmforge.models.ngram import NgramLM
+from lmforge.data.batching import pad_rows
+from lmforge.errors import ConfigError, UnknownModelError
+from lmforge.models import FAMILIES, Family, family_of
 from lmforge.tokenize import Tokenizer
 
 __all__ = [
@@ -41,8 +42,6 @@ __all__ = [
 ]
 
 RECURRENT_CONTEXT = 512  # tokens of prompt a model without max_seq_len reads
-# elmo is left out: its probabilities average a backward LM that reads the future.
-PROMPTABLE = ("gpt", "rnn", "lstm", "gru", "nnlm")
 
 
 def _cut(text: str, words: int) -> str:
@@ -90,7 +89,7 @@ def option_scores(
     """log P(option | prompt) for every prompt and option, (n_prompts, n_options).
 
     Args:
-        model: a causal lmforge model (``gpt``, ``rnn``/``lstm``/``gru``, ``nnlm``) or an NgramLM.
+        model: a model of a ``promptable`` family (gpt, rnn/lstm/gru, nnlm, ngram).
         tokenizer: the model's tokenizer (None for an n-gram model without one: words).
         prompts: the contexts.
         options: each candidate continuation (a label's word or words).
@@ -111,14 +110,8 @@ def continuation_scores(
     batch_size: int = 32,
 ) -> np.ndarray:
     """log P(continuation | context) of each (context, continuation) pair, (n_pairs,)."""
-    if isinstance(model, NgramLM):
+    if _prompted_family(model).fitting == "counting":
         return _ngram_scores(model, tokenizer, pairs, normalize)
-    family = next((n for n, f in FAMILIES.items() if f.model_class is type(model)), None)
-    if family not in PROMPTABLE:
-        raise ConfigError(
-            f"{family or type(model).__name__} is not a left-to-right language model; few-shot "
-            f"prompting needs one of {', '.join(PROMPTABLE)} or an n-gram model"
-        )
     model.eval()
     device = next(model.parameters()).device
     limit = getattr(model.config, "max_seq_len", None) or RECURRENT_CONTEXT
@@ -133,12 +126,8 @@ def continuation_scores(
     scores = np.empty(len(rows))
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
-        width = max(len(r) for r in chunk) - 1
-        inputs = torch.full((len(chunk), width), tokenizer.pad_id, dtype=torch.long)
-        targets = torch.full_like(inputs, tokenizer.pad_id)
-        for i, seq in enumerate(chunk):
-            inputs[i, : len(seq) - 1] = torch.tensor(seq[:-1])
-            targets[i, : len(seq) - 1] = torch.tensor(seq[1:])
+        inputs, _ = pad_rows([seq[:-1] for seq in chunk], tokenizer.pad_id)
+        targets, _ = pad_rows([seq[1:] for seq in chunk], tokenizer.pad_id)
         state = model.init_state(len(chunk), device) if model.recurrent else None
         logp, _ = model.log_probs(inputs.to(device), targets.to(device), state)
         logp = logp.cpu()
@@ -149,11 +138,26 @@ def continuation_scores(
     return scores
 
 
+def _prompted_family(model) -> Family:
+    """The registry entry of ``model``, a family that few-shot prompting can score."""
+    try:
+        family = family_of(model)
+    except UnknownModelError:
+        family = None
+    if family is None or not family.promptable:
+        names = ", ".join(name for name, f in FAMILIES.items() if f.promptable)
+        raise ConfigError(
+            f"{family.name if family else type(model).__name__} is not a left-to-right language "
+            f"model; few-shot prompting needs one of {names}"
+        )
+    return family
+
+
 def _pool(total: float, count: int, normalize: bool) -> float:
     return total / count if normalize else total
 
 
-def _ngram_scores(model: NgramLM, tokenizer, pairs, normalize) -> np.ndarray:
+def _ngram_scores(model, tokenizer, pairs, normalize) -> np.ndarray:
     def words(text: str) -> list[str]:
         return tokenizer.tokens(text) if tokenizer is not None else text.split()
 

@@ -7,38 +7,49 @@ same tokens (each line's tokens and its ``</s>``), so the perplexities are direc
 
 from __future__ import annotations
 
+import io
+import multiprocessing
+import os
 import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from lmforge.checkpoint import write_json
 from lmforge.data import load_corpus
-from lmforge.data.batching import token_stream
-from lmforge.errors import ConfigError
+from lmforge.errors import ConfigError, LMForgeError
+from lmforge.evaluate import line_log_probs, tokenize_lines
+from lmforge.folders import save_model
 from lmforge.metrics import mix_log_probs, perplexity
 from lmforge.models import get_family
 from lmforge.models.ngram import NgramConfig, NgramLM
 from lmforge.tokenize import train_tokenizer
-from lmforge.evaluate import line_log_probs
 from lmforge.train.trainer import TrainConfig
-from lmforge.workflows import save_ngram, tokenize_lines, train_model
+from lmforge.workflows import train_family
 
 __all__ = ["Rung", "Preset", "PRESETS", "RungResult", "LadderResult", "run_ladder"]
 
 DEFAULT_MODELS = ("ngram", "nnlm", "rnn", "lstm", "gpt")
+SMOKE_EVAL_LINES = 100  # lines of valid and of test scored by a smoke run (``max_steps``)
 
 
 @dataclass(frozen=True)
 class Rung:
-    """One neural rung: its family, model settings and training settings."""
+    """One neural rung: its family, model settings and training settings.
+
+    ``seconds`` is its expected training time at one thread on a 2-core CPU: the ladder starts
+    the longest rungs first.
+    """
 
     family: str
     model: dict
     train: dict
+    seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -59,10 +70,10 @@ class Preset:
     minutes: float = 10.0  # expected wall time of the default rungs on a 2-core CPU
 
 
-def _quick() -> Preset:
+def _standard() -> Preset:
     # Every rung trains for a number of steps, not seconds, so the figures do not depend on how
     # busy the machine is (a time budget gave a loaded machine's NNLM a worse perplexity than
-    # the n-gram's). ~12 minutes on 2 idle cores.
+    # the n-gram's). The default preset until 2026-12-05 (then named quick).
     common = {
         "lr": 2e-3,
         "min_lr": 2e-4,
@@ -72,8 +83,11 @@ def _quick() -> Preset:
         "eval_tokens": 50_000,
     }
     recurrent = {**common, "batch_size": 32, "seq_len": 64, "eval_interval": 200}
+    one_layer = {"d_model": 256, "n_layers": 1}
+    nnlm = {**common, "batch_size": 64, "seq_len": 128, "eval_interval": 100, "max_steps": 800}
+    gpt = {**common, "batch_size": 32, "seq_len": 64, "eval_interval": 200, "max_steps": 4000}
     return Preset(
-        name="quick",
+        name="standard",
         summary="brown, first 4,000 paragraphs (0.9M characters), char tokenizer; valid/test: "
         "first 300 paragraphs of each (0.2M characters); n-gram order 3; nnlm 800 steps "
         "(64 x 128), rnn 4,000, lstm 3,000 (32 x 64), gpt (2 x 192) 4,000 steps (32 x 64)",
@@ -82,34 +96,48 @@ def _quick() -> Preset:
         train_lines=4000,
         eval_lines=300,
         ngram_order=3,
-        minutes=12.0,
+        minutes=11.0,
         rungs={
             "nnlm": Rung(
-                "nnlm",
-                {"context": 12, "d_model": 32, "d_hidden": 512, "direct": True},
-                {
-                    **common,
-                    "batch_size": 64,
-                    "seq_len": 128,
-                    "eval_interval": 100,
-                    "max_steps": 800,
-                },
+                "nnlm", {"context": 12, "d_model": 32, "d_hidden": 512, "direct": True}, nnlm, 172
             ),
-            "rnn": Rung("rnn", {"d_model": 256, "n_layers": 1}, {**recurrent, "max_steps": 4000}),
-            "lstm": Rung("lstm", {"d_model": 256, "n_layers": 1}, {**recurrent, "max_steps": 3000}),
-            "gru": Rung("gru", {"d_model": 256, "n_layers": 1}, {**recurrent, "max_steps": 3000}),
+            "rnn": Rung("rnn", one_layer, {**recurrent, "max_steps": 4000}, 152),
+            "lstm": Rung("lstm", one_layer, {**recurrent, "max_steps": 3000}, 222),
+            "gru": Rung("gru", one_layer, {**recurrent, "max_steps": 3000}, 222),
             "gpt": Rung(
                 "gpt",
                 {"d_model": 192, "n_layers": 2, "n_heads": 4, "d_ff": 768, "max_seq_len": 64},
-                {
-                    **common,
-                    "batch_size": 32,
-                    "seq_len": 64,
-                    "eval_interval": 200,
-                    "max_steps": 4000,
-                },
+                gpt,
+                602,
             ),
         },
+    )
+
+
+def _quick() -> Preset:
+    # The standard preset's data and models on shorter step budgets (under half its training),
+    # so that the rungs side by side on 2 cores take ~4.5 minutes in all; the order on test
+    # stays n-gram > NNLM > LSTM >= GPT (benchmarks/RESULTS.md, 2026-12-05).
+    standard = _standard()
+    budgets = {  # steps, steps between evaluations, expected seconds at one thread
+        "nnlm": (300, 100, 65),
+        "rnn": (1500, 500, 57),
+        "lstm": (1500, 500, 111),
+        "gru": (1500, 500, 111),
+        "gpt": (1500, 500, 226),
+    }
+    rungs = {}
+    for name, (steps, interval, seconds) in budgets.items():
+        rung = standard.rungs[name]
+        train = {**rung.train, "max_steps": steps, "eval_interval": interval, "eval_tokens": 20_000}
+        rungs[name] = replace(rung, train=train, seconds=seconds)
+    return replace(
+        standard,
+        name="quick",
+        summary="the standard preset's data and models (brown, 4,000 paragraphs, char tokenizer; "
+        "n-gram order 3) on shorter budgets: nnlm 300 steps, rnn, lstm and gpt 1,500 steps",
+        minutes=5.0,
+        rungs=rungs,
     )
 
 
@@ -250,7 +278,7 @@ def _full() -> Preset:
     )
 
 
-PRESETS: dict[str, Preset] = {p.name: p for p in (_quick(), _paper(), _full())}
+PRESETS: dict[str, Preset] = {p.name: p for p in (_quick(), _standard(), _paper(), _full())}
 
 
 @dataclass
@@ -283,11 +311,14 @@ class RungResult:
 
 @dataclass
 class LadderResult:
+    """The whole ladder; ``max_steps`` is set for a smoke run (its figures mean little)."""
+
     preset: str
     corpus: str
     tokenizer: str
     summary: str
     rungs: list[RungResult]
+    max_steps: int | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -295,6 +326,7 @@ class LadderResult:
             "tokenizer": self.tokenizer,
             "preset": self.preset,
             "summary": self.summary,
+            "max_steps": self.max_steps,
             "rungs": [r.to_dict() for r in self.rungs],
         }
 
@@ -308,17 +340,26 @@ def run_ladder(
     out_dir: str | Path | None = None,
     progress: bool = True,
     max_steps: int | None = None,
+    jobs: int | None = None,
 ) -> LadderResult:
     """Train and evaluate each requested rung; write ``ladder.json``/``ladder.png`` to out_dir.
 
-    ``max_steps`` caps every neural rung's training (a smoke run).
+    The n-gram model is fitted first, in this process (the NNLM's mixture needs its
+    log-probabilities); the neural rungs then train side by side, ``jobs`` processes of
+    ``cpu_count // jobs`` torch threads each, the longest first. Each rung seeds itself, so
+    the figures do not depend on ``jobs`` beyond float noise.
+
+    Args:
+        jobs: rungs trained at once (default: one per CPU core, at most one per rung); 1 trains
+            them one after another in this process.
+        max_steps: cap every neural rung's training and score only the first
+            ``SMOKE_EVAL_LINES`` lines of valid and test (a smoke run).
     """
-    for name in models:
-        if name != "ngram" and name not in preset.rungs:
-            get_family(name)  # unknown names raise UnknownModelError listing the known ones
-            raise ConfigError(f"the {preset.name} preset has no settings for {name!r}")
+    _check_models(preset, models)
     data = load_corpus(corpus or preset.corpus)
     cut = preset.eval_lines or None
+    if max_steps:
+        cut = min(cut or SMOKE_EVAL_LINES, SMOKE_EVAL_LINES)
     train = data.train[: preset.train_lines or None]
     valid, test = data.valid[:cut], data.test[:cut]
     kind = tokenizer or preset.tokenizer
@@ -327,32 +368,40 @@ def run_ladder(
     )
     _say(progress, f"tokenizer {kind}: {tok.vocab_size:,} symbols")
     out = Path(out_dir) if out_dir else None
-    rungs: list[RungResult] = []
+    rows: dict[str, RungResult] = {}
     ngram_logp: dict[str, np.ndarray] = {}
-    for name in models:
-        _say(progress, f"--- rung {len(rungs) + 1}/{len(models)}: {name}")
-        if name == "ngram":
-            row, ngram_logp = _ngram_rung(preset, tok, train, valid, test, out)
-        else:
-            rung = preset.rungs[name]
-            if max_steps:
-                steps = min(max_steps, rung.train["max_steps"])
-                train_settings = {
-                    **rung.train,
-                    "max_steps": steps,
-                    "eval_interval": min(steps, rung.train["eval_interval"]),
-                }
-                rung = replace(rung, train=train_settings)
-            row = _neural_rung(
-                rung, tok, train, valid, test, device, out, progress, ngram_logp, preset.mix_weight
-            )
-        rungs.append(row)
-        _say(progress, f"{name}: valid {row.valid_ppl:.2f}, test {row.test_ppl:.2f}")
-    result = LadderResult(preset.name, data.name, kind, preset.summary, rungs)
+    if "ngram" in models:
+        rows["ngram"], ngram_logp = _ngram_rung(preset, tok, train, valid, test, out)
+        _say_done(progress, "ngram", rows["ngram"])
+    neural = {name: _capped(preset.rungs[name], max_steps) for name in models if name != "ngram"}
+    trained = _train_rungs(neural, (tok, train, valid, test, device, out), jobs, progress)
+    for name, (row, logp) in trained.items():
+        if name == "nnlm" and ngram_logp:
+            row.extra.update(_mixture(logp, ngram_logp, preset.mix_weight))
+        rows[name] = row
+    result = LadderResult(
+        preset.name, data.name, kind, preset.summary, [rows[name] for name in models], max_steps
+    )
     if out:
         write_json(out / "ladder.json", result.to_dict())
         plot_ladder(result, out / "ladder.png")
     return result
+
+
+def _check_models(preset: Preset, models: Sequence[str]) -> None:
+    for name in models:
+        if name != "ngram" and name not in preset.rungs:
+            get_family(name)  # unknown names raise UnknownModelError listing the known ones
+            raise ConfigError(f"the {preset.name} preset has no settings for {name!r}")
+
+
+def _capped(rung: Rung, max_steps: int | None) -> Rung:
+    """The rung with its training cut to ``max_steps`` (a smoke run), or unchanged."""
+    if not max_steps:
+        return rung
+    steps = min(max_steps, rung.train["max_steps"])
+    interval = min(steps, rung.train["eval_interval"])
+    return replace(rung, train={**rung.train, "max_steps": steps, "eval_interval": interval})
 
 
 def _ngram_rung(preset, tok, train, valid, test, out) -> tuple[RungResult, dict]:
@@ -367,7 +416,7 @@ def _ngram_rung(preset, tok, train, valid, test, out) -> tuple[RungResult, dict]
         for split, lines in (("valid", valid), ("test", test))
     }
     if out:
-        save_ngram(out / "ngram", model, tok)
+        save_model(out / "ngram", model, tok)
     ppl = {split: perplexity(-float(v.sum()), len(v)) for split, v in logp.items()}
     tokens = sum(len(s) + 1 for s in sentences)
     row = RungResult(
@@ -382,11 +431,107 @@ def _ngram_rung(preset, tok, train, valid, test, out) -> tuple[RungResult, dict]
     return row, logp
 
 
+def _train_rungs(
+    rungs: dict[str, Rung], shared: tuple, jobs: int | None, progress: bool
+) -> dict[str, tuple[RungResult, dict]]:
+    """Train and score the neural rungs, ``jobs`` at a time; {name: (row, log-probs)}.
+
+    ``shared`` is (tokenizer, train, valid, test, device, out_dir), the same for every rung.
+    """
+    if not rungs:
+        return {}
+    cores = os.cpu_count() or 1
+    jobs = max(1, min(jobs or cores, len(rungs)))
+    threads = max(1, cores // jobs)
+    if jobs == 1:
+        done = {}
+        for number, (name, rung) in enumerate(rungs.items(), 1):
+            _say(progress, f"--- rung {number}/{len(rungs)}: {name}")
+            done[name] = _neural_rung(rung, *shared, threads, progress)
+            _say_done(progress, name, done[name][0])
+        return done
+    order = sorted(rungs, key=lambda name: rungs[name].seconds, reverse=True)
+    _say(
+        progress,
+        f"--- rungs {', '.join(order)}: {jobs} at a time, {threads} thread"
+        f"{'s' if threads > 1 else ''} each, the longest first",
+    )
+    return _run_in_workers(
+        {name: (rungs[name], *shared, threads) for name in order}, jobs, progress
+    )
+
+
+def _run_in_workers(tasks: dict[str, tuple], jobs: int, progress: bool) -> dict:
+    """Run ``_rung_job`` on each task in a pool of spawned processes; the first failure stops
+    the other workers and is raised, naming its rung."""
+    context = multiprocessing.get_context("spawn")
+    before = set(multiprocessing.active_children())
+    done = {}
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures = {
+            pool.submit(_rung_job, name, *task, progress): name for name, task in tasks.items()
+        }
+        try:
+            for future in as_completed(futures):
+                name = futures[future]
+                done[name] = _rung_outcome(name, future)
+                _say_done(progress, name, done[name][0])
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            for child in set(multiprocessing.active_children()) - before:
+                child.terminate()  # a rung still training would otherwise hold the error back
+            raise
+    return {name: done[name] for name in tasks}
+
+
+def _rung_outcome(name: str, future) -> tuple[RungResult, dict]:
+    try:
+        return future.result()
+    except LMForgeError as error:
+        raise type(error)(f"ladder rung {name}: {error}") from error
+    except Exception as error:
+        error.add_note(f"raised by the ladder's {name} rung (trained in a worker process)")
+        raise
+
+
+def _rung_job(name: str, rung: Rung, *args) -> tuple[RungResult, dict]:
+    """A worker's rung: its printed lines prefixed with its name, progress bars dropped."""
+    sys.stdout = _RungLines(name, sys.__stderr__)
+    sys.stderr = _RungLines(name, sys.__stderr__)
+    return _neural_rung(rung, *args)
+
+
+class _RungLines(io.TextIOBase):
+    """A text stream that passes on whole lines, each prefixed with a rung's name, and drops the
+    lines a progress bar redraws (those holding a carriage return)."""
+
+    def __init__(self, name: str, target) -> None:
+        self.name, self.target = name, target
+        self.line, self.redrawn = "", False
+
+    def write(self, text: str) -> int:
+        rest = text
+        while rest:
+            piece, newline, rest = rest.partition("\n")
+            if "\r" in piece:
+                self.line, self.redrawn = "", True
+            else:
+                self.line += piece
+            if newline:
+                if self.line.strip() and not self.redrawn:
+                    self.target.write(f"{self.name}: {self.line}\n")
+                    self.target.flush()
+                self.line, self.redrawn = "", False
+        return len(text)
+
+
 def _neural_rung(
-    rung, tok, train, valid, test, device, out, progress, ngram_logp, mix_weight
-) -> RungResult:
-    train_config = TrainConfig(**{**rung.train, "device": device})
-    model, result = train_model(
+    rung, tok, train, valid, test, device, out, threads, progress
+) -> tuple[RungResult, dict]:
+    """Train one neural rung (seeded by its own settings) and score valid and test."""
+    train_config = TrainConfig(**{"threads": threads, **rung.train, "device": device})
+    torch.manual_seed(train_config.seed)  # the model's initial weights
+    model, result, _ = train_family(
         rung.family,
         train,
         valid,
@@ -405,23 +550,25 @@ def _neural_rung(
     curve = [
         (h["step"] * tokens_per_step, h["valid_ppl"]) for h in result.history if "valid_ppl" in h
     ]
-    extra = {}
-    if rung.family == "nnlm" and ngram_logp:
-        for split in ("valid", "test"):
-            mixed = mix_log_probs(logp[split], ngram_logp[split], mix_weight)
-            extra[f"mix_{split}_ppl"] = perplexity(-float(np.sum(mixed)), len(mixed))
-        extra["mix_weight"] = mix_weight
-    params = model.num_parameters()
-    return RungResult(
+    row = RungResult(
         rung.family,
-        params,
+        model.num_parameters(),
         result.train_seconds,
         result.tokens_per_second,
         ppl["valid"],
         ppl["test"],
         curve,
-        extra,
     )
+    return row, logp
+
+
+def _mixture(logp: dict, ngram_logp: dict, weight: float) -> dict:
+    """The NNLM mixed with the n-gram (Bengio et al. 2003, section 4): perplexity per split."""
+    extra = {}
+    for split in ("valid", "test"):
+        mixed = mix_log_probs(logp[split], ngram_logp[split], weight)
+        extra[f"mix_{split}_ppl"] = perplexity(-float(np.sum(mixed)), len(mixed))
+    return {**extra, "mix_weight": weight}
 
 
 def ladder_table(result: LadderResult) -> str:
@@ -441,6 +588,11 @@ def ladder_table(result: LadderResult) -> str:
                 f"{label:<12}{'':>12}{'':>10}{'':>11}{r.extra['mix_valid_ppl']:>11.2f}"
                 f"{r.extra['mix_test_ppl']:>10.2f}   (mixed, weight {r.extra['mix_weight']})"
             )
+    if result.max_steps:
+        lines.append(
+            f"smoke run (--max-steps {result.max_steps}, the first {SMOKE_EVAL_LINES} lines of "
+            "valid and test): these figures are not the preset's"
+        )
     return "\n".join(lines)
 
 
@@ -481,3 +633,7 @@ def plot_ladder(result: LadderResult, path: Path) -> None:
 def _say(progress: bool, text: str) -> None:
     if progress:
         print(text, file=sys.stderr, flush=True)
+
+
+def _say_done(progress: bool, name: str, row: RungResult) -> None:
+    _say(progress, f"{name}: valid {row.valid_ppl:.2f}, test {row.test_ppl:.2f}")

@@ -2,7 +2,8 @@
 
 Perplexity is exp(mean negative log-likelihood per token), over the same tokens for every family:
 each sentence's tokens and its ``</s>``, never ``<s>`` (the rule of ``lmforge.tokenize``).
-Two models' probabilities of the same tokens are mixed with ``mix_log_probs``.
+Two models' probabilities of the same tokens are mixed with ``mix_log_probs``. Classifiers are
+scored by ``macro_f1``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import math
 
 import numpy as np
 
-__all__ = ["perplexity", "mix_log_probs"]
+__all__ = ["macro_f1", "mix_log_probs", "perplexity"]
 
 
 def perplexity(total_nll: float, n_tokens: int) -> float:
@@ -52,3 +53,21 @@ def mix_log_probs(logp_a, logp_b, weight: float = 0.5):
         return a.logaddexp(b)
     mixed = np.logaddexp(a, b)
     return float(mixed) if np.ndim(mixed) == 0 else mixed
+
+
+def macro_f1(gold, predicted) -> float:
+    """Unweighted mean over classes of F1 = 2PR / (P + R), over the classes that occur in
+    ``gold`` or ``predicted`` (a class with P = R = 0 counts 0), as scikit-learn's
+    ``f1_score(average="macro")``.
+
+    Args:
+        gold, predicted: (N,) class indices (numpy arrays or CPU tensors).
+    """
+    gold, predicted = np.asarray(gold), np.asarray(predicted)
+    scores = []
+    for label in np.union1d(gold, predicted):
+        tp = float(np.sum((predicted == label) & (gold == label)))
+        fp = float(np.sum((predicted == label) & (gold != label)))
+        fn = float(np.sum((predicted != label) & (gold == label)))
+        scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    return sum(scores) / len(scores) if scores else 0.0

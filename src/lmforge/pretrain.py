@@ -1,7 +1,7 @@
-"""BERT as a masked LM, as plain Python functions: pretraining, fill-mask, pseudo-perplexity.
+"""BERT as a masked LM, as plain Python functions: fill-mask and pseudo-perplexity.
 
-``pretrain`` trains a ``bert`` on lines of text with the one Trainer and its MLM + NSP task
-(``lmforge.data.mlm``). ``fill_mask`` ranks the tokens for each [MASK] of a text.
+(Pretraining is ``lmforge train`` / ``workflows.train_family`` on the family's task,
+``lmforge.train.tasks.MLMTask``.) ``fill_mask`` ranks the tokens for each [MASK] of a text.
 ``pseudo_perplexity`` is the score of a masked LM (Salazar et al. 2020): each token is masked in
 turn and predicted from both sides, which is not a probability of the text, so it is never
 called perplexity nor compared with the causal families' perplexity.
@@ -10,68 +10,19 @@ called perplexity nor compared with the causal families' perplexity.
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Sequence
 
 import torch
 
-from lmforge.data.mlm import MLMTask
 from lmforge.errors import ConfigError, DataError
 from lmforge.models.bert import BERT, pseudo_log_likelihood
 from lmforge.tokenize import Tokenizer
-from lmforge.train.trainer import TrainConfig, Trainer, TrainResult
-from lmforge.workflows import build_model, write_model_meta
 
-__all__ = ["MASK_MARKERS", "pretrain", "fill_mask", "pseudo_perplexity"]
+__all__ = ["MASK_MARKERS", "fill_mask", "pseudo_perplexity"]
 
 MASK_MARKERS = ("[MASK]", "<mask>")  # how a text marks the tokens to fill
 _MASK_PATTERN = re.compile("|".join(re.escape(marker) for marker in MASK_MARKERS))
-
-
-def pretrain(
-    train_lines: Sequence[str],
-    valid_lines: Sequence[str] | None,
-    tokenizer: Tokenizer,
-    model_overrides: dict,
-    train_config: TrainConfig,
-    out_dir: str | os.PathLike | None = None,
-    resume: bool = False,
-    progress: bool = True,
-) -> tuple[BERT, TrainResult, MLMTask]:
-    """Pretrain a ``bert`` (masked LM + next sentence prediction) with the one Trainer.
-
-    Args:
-        train_lines: training text; blank lines separate documents, every other line is a
-            sentence (``lmforge.data.mlm``).
-        valid_lines: held-out text of the same form, or None.
-        tokenizer: the tokenizer (``vocab_size`` and the role ids come from it).
-        model_overrides: BertConfig settings (not ``vocab_size``).
-        train_config: the Trainer's settings; ``seq_len`` is not used (pairs are up to the
-            model's ``max_seq_len`` tokens).
-        out_dir: model folder to write (``config.json``, ``tokenizer.json``,
-            ``model.safetensors``), or None.
-        resume: continue the run in ``out_dir``.
-        progress: show a progress bar.
-
-    Returns:
-        (model, TrainResult, the task: its ``evaluate`` gives the held-out MLM/NSP figures).
-    """
-    model, config = build_model("bert", tokenizer.vocab_size, model_overrides)
-    task = MLMTask(
-        tokenizer,
-        train_lines,
-        valid_lines,
-        config.max_seq_len,
-        train_config.batch_size,
-        train_config.seed,
-    )
-    if out_dir and not resume:
-        write_model_meta(out_dir, "bert", config, train_config, tokenizer, {"objective": "mlm+nsp"})
-    trainer = Trainer(model, train_config, task=task, out_dir=out_dir, progress=progress)
-    result = trainer.fit(resume=resume)
-    trainer.model.eval()
-    return trainer.model, result, task
 
 
 def _masked_ids(tokenizer: Tokenizer, text: str, limit: int) -> tuple[list[int], list[int]]:

@@ -8,51 +8,33 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
-from safetensors.torch import load_file
 
-from lmforge import __version__
-from lmforge.checkpoint import read_json, write_json
 from lmforge.config import build_config, config_to_dict
-from lmforge.data.batching import token_stream
-from lmforge.data.pairs import PairsCorpus, PairsTask, source_batch
+from lmforge.data.pairs import source_batch
 from lmforge.errors import CheckpointError, ConfigError, DataError
-from lmforge.evaluate import lines_perplexity
-from lmforge.models import FAMILIES, get_family
+from lmforge.evaluate import tokenize_lines
+from lmforge.folders import load_model, write_record
+from lmforge.models import family_of, get_family
 from lmforge.models.ngram import NgramConfig, NgramEvaluation, NgramLM
-from lmforge.models.seq2seq import Blocking, beam_search, greedy_decode, mbr_decode
-from lmforge.tokenize import Tokenizer, load_tokenizer, train_tokenizer
-from lmforge.train.trainer import WEIGHTS, TrainConfig, Trainer, TrainResult
+from lmforge.nn.decoding import Blocking, beam_search, greedy_decode, mbr_decode
+from lmforge.nn.sampling import Sampler
+from lmforge.tokenize import BOS, Tokenizer, train_tokenizer
+from lmforge.train.tasks import Task, make_task
+from lmforge.train.trainer import TrainConfig, Trainer, TrainResult
 
 __all__ = [
-    "split_words",
-    "tokenize_lines",
     "train_ngram",
-    "save_ngram",
     "load_ngram",
     "evaluate_ngram",
     "build_model",
-    "train_model",
-    "train_seq2seq",
-    "write_model_meta",
+    "train_family",
     "translate",
-    "load_model",
-    "model_perplexity",
+    "Decoding",
+    "generate_text",
 ]
-
-ARPA_NAME, CONFIG_NAME, TOKENIZER_NAME = "model.arpa", "config.json", "tokenizer.json"
-
-
-def split_words(lines: Sequence[str]) -> list[list[str]]:
-    """Whitespace-separated words of each line, as KenLM's lmplz and query read text."""
-    return [line.split() for line in lines]
-
-
-def tokenize_lines(lines: Sequence[str], tokenizer: Tokenizer | None) -> list[list[str]]:
-    """Token strings of each line with ``tokenizer``, or whitespace words without one."""
-    return split_words(lines) if tokenizer is None else tokenizer.tokens_batch(lines)
 
 
 def train_ngram(
@@ -82,57 +64,19 @@ def evaluate_ngram(
     return model.evaluate(tokenize_lines(lines, tokenizer))
 
 
-def save_ngram(
-    out_dir: str | os.PathLike,
-    model: NgramLM,
-    tokenizer: Tokenizer | None,
-    info: dict | None = None,
-) -> Path:
-    """Write a model folder: ``model.arpa``, ``config.json`` and ``tokenizer.json`` if any."""
-    folder = Path(out_dir)
-    model.save_arpa(folder / ARPA_NAME)
-    if tokenizer is not None:
-        tokenizer.save(folder / TOKENIZER_NAME)
-    else:
-        (folder / TOKENIZER_NAME).unlink(missing_ok=True)
-    write_json(
-        folder / CONFIG_NAME,
-        {
-            "family": "ngram",
-            "version": __version__,
-            "config": config_to_dict(model.config),
-            "tokenizer": tokenizer.kind if tokenizer else None,
-            "vocab_size": model.vocab_size,
-            "ngram_counts": model.ngram_counts,
-            "discounts": [list(d) for d in model.discounts],
-            **(info or {}),
-        },
-    )
-    return folder
-
-
 def load_ngram(path: str | os.PathLike) -> tuple[NgramLM, Tokenizer | None]:
-    """Load an ARPA file, or a model folder written by ``save_ngram``.
+    """An n-gram model and its tokenizer (None: whitespace words) from an ARPA file or a model
+    folder.
 
     Raises:
-        CheckpointError: missing path, a folder of another family, or a corrupt file.
+        CheckpointError: a missing or corrupt path, or a folder of another family.
     """
-    target = Path(path)
-    if target.is_file():
-        return NgramLM.load_arpa(target), None
-    if not target.is_dir():
+    model, tokenizer, record = load_model(path)
+    if get_family(record["family"]).fitting != "counting":
         raise CheckpointError(
-            f"{target}: no such model; give an .arpa file or an n-gram model folder"
+            f"{path} holds a {record['family']!r} model, not an n-gram model; use `lmforge eval` "
+            "or `lmforge generate` for it"
         )
-    meta = read_json(target / CONFIG_NAME, "model config")
-    if meta.get("family") != "ngram":
-        raise CheckpointError(
-            f"{target} holds a {meta.get('family')!r} model, not an n-gram model; "
-            "use the command for that family"
-        )
-    model = NgramLM.load_arpa(target / ARPA_NAME)
-    tokenizer_file = target / TOKENIZER_NAME
-    tokenizer = load_tokenizer(tokenizer_file) if tokenizer_file.exists() else None
     return model, tokenizer
 
 
@@ -152,84 +96,39 @@ def build_model(family_name: str, vocab_size: int, overrides: dict | None = None
     return family.model_class(config), config
 
 
-def write_model_meta(
-    out_dir: str | os.PathLike,
+def train_family(
     family_name: str,
-    config,
-    train_config: TrainConfig,
-    tokenizer: Tokenizer,
-    extra: dict | None = None,
-) -> None:
-    """Write a model folder's ``tokenizer.json`` and ``config.json`` (family, version, model and
-    trainer settings, tokenizer kind, and ``extra``) before training fills in the weights."""
-    folder = Path(out_dir)
-    tokenizer.save(folder / TOKENIZER_NAME)
-    meta = {
-        "family": family_name,
-        "version": __version__,
-        "config": config_to_dict(config),
-        "train_config": config_to_dict(train_config),
-        "tokenizer": tokenizer.kind,
-    }
-    write_json(folder / CONFIG_NAME, {**meta, **(extra or {})})
-
-
-def train_model(
-    family_name: str,
-    train_lines: Sequence[str],
-    valid_lines: Sequence[str] | None,
+    train_data: Sequence,
+    valid_data: Sequence | None,
     tokenizer: Tokenizer,
     model_overrides: dict,
     train_config: TrainConfig,
     out_dir: str | os.PathLike | None = None,
     resume: bool = False,
     progress: bool = True,
-) -> tuple[torch.nn.Module, TrainResult]:
-    """Train a neural family on lines with the one Trainer; write a model folder if asked."""
-    family = get_family(family_name)
-    if family.fitting == "trainer" and not family.causal:
-        how = (
-            "train it on pairs (--pairs FILE.jsonl)" if family.seq2seq else "use `lmforge pretrain`"
-        )
-        raise ConfigError(f"{family_name} is not a left-to-right language model; {how}")
-    model, config = build_model(family_name, tokenizer.vocab_size, model_overrides)
-    if out_dir and not resume:
-        write_model_meta(out_dir, family_name, config, train_config, tokenizer)
-    train = token_stream(tokenizer, train_lines)
-    valid = token_stream(tokenizer, valid_lines) if valid_lines else None
-    trainer = Trainer(model, train_config, train, valid, out_dir=out_dir, progress=progress)
-    result = trainer.fit(resume=resume)
-    return trainer.model, result
+    record: dict | None = None,
+) -> tuple[torch.nn.Module, TrainResult, Task]:
+    """Train a new model of a neural family on its own task (``Family.task``, built by
+    ``lmforge.train.tasks.make_task``) with the one Trainer; write a model folder if asked.
 
+    Args:
+        train_data, valid_data: lines of text, or (source, target) pairs for "pairs" families;
+            valid_data None: no evaluation.
+        record: more ``config.json`` fields of the folder (``lmforge.folders.write_record``).
 
-def train_seq2seq(
-    family_name: str,
-    pairs: PairsCorpus,
-    tokenizer: Tokenizer,
-    model_overrides: dict,
-    train_config: TrainConfig,
-    out_dir: str | os.PathLike | None = None,
-    resume: bool = False,
-    progress: bool = True,
-) -> tuple[torch.nn.Module, TrainResult]:
-    """Train an encoder-decoder family (``Family.seq2seq``) on (source, target) pairs with the
-    one Trainer (``PairsTask``); write a model folder, as ``train_model`` does, if asked."""
-    if not get_family(family_name).seq2seq:
-        raise ConfigError(
-            f"{family_name} is not an encoder-decoder; pairs train "
-            f"{', '.join(n for n, f in FAMILIES.items() if f.seq2seq)}"
-        )
+    Returns:
+        (the model, TrainResult, the task: its ``evaluate`` gives the held-out figures).
+    """
     model, config = build_model(family_name, tokenizer.vocab_size, model_overrides)
+    task = make_task(model, tokenizer, train_data, valid_data, train_config)
     if out_dir and not resume:
-        write_model_meta(
-            out_dir, family_name, config, train_config, tokenizer, {"pairs": pairs.name}
+        settings = config_to_dict(train_config)
+        write_record(
+            out_dir, family_name, config, tokenizer, train_config=settings, **(record or {})
         )
-    task = PairsTask(
-        model, tokenizer, pairs.train, pairs.valid, train_config.batch_size, train_config.seed
-    )
     trainer = Trainer(model, train_config, out_dir=out_dir, progress=progress, task=task)
     result = trainer.fit(resume=resume)
-    return trainer.model, result
+    return trainer.model, result, task
 
 
 def translate(
@@ -248,7 +147,7 @@ def translate(
     """Decode a target for every source text with an encoder-decoder model: greedy when
     ``beam_size`` is 1, else beam search; with ``mbr_samples`` > 0, minimum-Bayes-risk decoding
     over that many samples per source drawn from ``seed`` at ``temperature``
-    (``lmforge.models.seq2seq``). ``no_repeat_ngram`` n > 0 bans repeating an n-gram of the
+    (``lmforge.nn.decoding``). ``no_repeat_ngram`` n > 0 bans repeating an n-gram of the
     output, ``source_no_repeat_ngram`` copying one of the source (1: any single token)."""
     blocking = Blocking(no_repeat_ngram, source_no_repeat_ngram)
     model.eval()
@@ -269,36 +168,69 @@ def translate(
     return out
 
 
-def load_model(path: str | os.PathLike):
-    """Load any model folder (or an ARPA file).
+@dataclass(frozen=True)
+class Decoding:
+    """How an encoder-decoder decodes (``translate``): ``beam`` size (1: greedy), minimum-Bayes-
+    risk decoding over ``mbr`` samples (0: off), and never repeating an n-gram of the output
+    (``no_repeat_ngram``) or copying one of the source (``source_no_repeat_ngram``); 0: off."""
 
-    Returns:
-        (model, tokenizer or None, metadata dict).
+    beam: int = 1
+    mbr: int = 0
+    no_repeat_ngram: int = 0
+    source_no_repeat_ngram: int = 0
+
+    def flags(self) -> list[str]:
+        """The command-line flags of the settings that differ from the defaults."""
+        given = {
+            "--beam": self.beam != 1,
+            "--mbr": self.mbr,
+            "--no-repeat-ngram": self.no_repeat_ngram,
+            "--source-no-repeat-ngram": self.source_no_repeat_ngram,
+        }
+        return [flag for flag, value in given.items() if value]
+
+
+def generate_text(
+    model,
+    tokenizer: Tokenizer | None,
+    prompt: str,
+    max_new_tokens: int,
+    sampler: Sampler,
+    decoding: Decoding = Decoding(),
+) -> str:
+    """Text from a model of any generating family: an encoder-decoder decodes ``prompt`` as its
+    source (``decoding``); a causal LM continues it, sampled by ``sampler``.
 
     Raises:
-        CheckpointError: a missing folder, unknown family or corrupt file, naming it.
+        ConfigError: encoder-decoder settings for a causal model.
     """
-    target = Path(path)
-    if target.is_file() or (target / ARPA_NAME).exists():
-        model, tokenizer = load_ngram(target)
-        return model, tokenizer, {"family": "ngram"}
-    if not target.is_dir():
-        raise CheckpointError(f"{target}: no such model folder")
-    meta = read_json(target / CONFIG_NAME, "model config")
-    family = get_family(meta.get("family", "?"))
-    config = build_config(family.config_class, meta.get("config", {}), {})
-    model = family.model_class(config)
-    try:
-        model.load_state_dict(load_file(str(target / WEIGHTS)))
-    except (OSError, RuntimeError, ValueError) as err:
-        first = str(err).splitlines()[0][:200]
-        raise CheckpointError(
-            f"{target / WEIGHTS}: cannot load the weights ({first}); retrain"
-        ) from None
-    model.eval()
-    return model, load_tokenizer(target / TOKENIZER_NAME), meta
-
-
-def model_perplexity(model, tokenizer: Tokenizer | None, lines: Sequence[str]) -> float:
-    """Perplexity of ``lines`` under any family: the same tokens (each line's and its </s>)."""
-    return lines_perplexity(model, tokenizer, lines)
+    family = family_of(model)
+    if family.seq2seq:
+        return translate(
+            model,
+            tokenizer,
+            [prompt],
+            decoding.beam,
+            max_new_tokens,
+            mbr_samples=decoding.mbr,
+            seed=sampler.seed or 0,
+            temperature=sampler.temperature or 1.0,  # of the MBR samples
+            no_repeat_ngram=decoding.no_repeat_ngram,
+            source_no_repeat_ngram=decoding.source_no_repeat_ngram,
+        )[0]
+    if decoding.flags():
+        raise ConfigError(
+            f"{', '.join(decoding.flags())}: for encoder-decoder models only; this is a "
+            f"{family.name} model (sample it with --temperature, --top-k, --top-p)"
+        )
+    if family.fitting == "counting":
+        context = tokenize_lines([prompt], tokenizer)[0]
+        words = model.generate(
+            context, max_new_tokens, sampler.temperature, sampler.top_k, sampler.top_p, sampler.seed
+        )
+        return " ".join([*context, *words])
+    ids = tokenizer.encode(prompt, markers=False)
+    out = model.generate(
+        torch.tensor([[tokenizer.token_to_id(BOS), *ids]]), max_new_tokens, sampler
+    )
+    return tokenizer.decode(out[0].tolist())

@@ -9,6 +9,7 @@ import pytest
 
 import lmforge.data
 from lmforge.data import BUILTIN_CORPORA, Corpus, load_corpus, read_texts
+from lmforge.data.corpus import read_jsonl
 from lmforge.errors import ConfigError, DataError
 
 SHARED_DATA = Path(__file__).parents[2].parent / "shared" / "data"
@@ -294,11 +295,35 @@ def test_jsonl_invalid_json_names_file_and_line(tmp_path):
         read_texts(path)
 
 
-@pytest.mark.parametrize("line", ['{"body": "a"}', '{"text": 3}', '["text"]'])
+@pytest.mark.parametrize("line", ['{"body": "a"}', '{"text": 3}'])
 def test_jsonl_missing_text_field_names_file_line_and_field(tmp_path, line):
     path = write(tmp_path / "c.jsonl", '{"text": "a"}\n' + line + "\n")
     with pytest.raises(DataError, match=r"c\.jsonl line 2 has no string field 'text'"):
         read_texts(path)
+
+
+def test_a_jsonl_line_that_is_not_an_object_names_file_and_line(tmp_path):
+    path = write(tmp_path / "c.jsonl", '{"text": "a"}\n["text"]\n')
+    with pytest.raises(DataError, match=r"c\.jsonl line 2: expected a JSON object"):
+        read_texts(path)
+
+
+def test_read_jsonl_numbers_records_by_line_and_splits_only_at_newlines(tmp_path):
+    text = '{"a": 1}\r\n\n  \n{"a": "x\u2028y"}\n'  # U+2028 raw inside a string
+    path = tmp_path / "r.jsonl.xz"
+    path.write_bytes(lzma.compress(text.encode("utf-8")))
+    assert read_jsonl(path) == [(1, {"a": 1}), (4, {"a": "x\u2028y"})]
+
+
+@pytest.mark.parametrize("content", ["", "\n \n"])
+def test_read_jsonl_of_no_record_is_empty(tmp_path, content):
+    with pytest.raises(DataError, match=r"e\.jsonl is empty; give one JSON object per line"):
+        read_jsonl(write(tmp_path / "e.jsonl", content))
+
+
+def test_read_jsonl_of_a_missing_file_names_it(tmp_path):
+    with pytest.raises(DataError, match=r"nope\.jsonl: no such file"):
+        read_jsonl(tmp_path / "nope.jsonl")
 
 
 def test_missing_valid_file_names_it(tmp_path):

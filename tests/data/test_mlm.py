@@ -1,4 +1,4 @@
-"""BERT pretraining data: the 15% / 80-10-10 masking, next-sentence pairs, and the task."""
+"""BERT pretraining data: the 15% / 80-10-10 masking and next-sentence pairs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from lmforge.data.mlm import (
     IS_NEXT,
     NOT_NEXT,
     Documents,
-    MLMTask,
     build_pairs,
     mask_tokens,
     split_documents,
@@ -130,27 +129,8 @@ def test_pairs_have_markers_segments_and_padding():
     assert mask.tolist() == [[True] * 8 + [False], [True] * 9]
 
 
-def test_mlm_task_batches_depend_only_on_the_step():
-    lines = numbered_text()
-    tokenizer = train_tokenizer("word", lines, rare_threshold=0)
-    task = MLMTask(tokenizer, lines, lines, max_seq_len=12, batch_size=6, seed=3)
-    again = MLMTask(tokenizer, lines, lines, max_seq_len=12, batch_size=6, seed=3)
-    (batch, _), (same, _) = task.batch(7), again.batch(7)
-    assert all(torch.equal(a, b) for a, b in zip(batch, same, strict=True))
-    assert not torch.equal(task.batch(8)[0][0], batch[0])
-    ids, segment_ids, attention_mask, mlm_labels, nsp_labels = batch
-    assert ids.shape == segment_ids.shape == attention_mask.shape == mlm_labels.shape
-    assert nsp_labels.shape == (6,) and task.tokens(batch) == int(attention_mask.sum())
-    assert bool((ids[:, 0] == tokenizer.bos_id).all())
-    # the held-out pairs are drawn once, whatever the training seed
-    other = MLMTask(tokenizer, lines, lines, max_seq_len=12, batch_size=6, seed=4)
-    assert all(
-        torch.equal(a, b) for a, b in zip(task.eval_batches[0], other.eval_batches[0], strict=True)
-    )
-
-
 def test_one_document_is_not_enough_for_next_sentence_prediction():
     lines = ["a b", "c d", "e f"]
     tokenizer = train_tokenizer("word", lines, rare_threshold=0)
     with pytest.raises(DataError, match="blank line"):
-        MLMTask(tokenizer, lines, None, max_seq_len=12, batch_size=2)
+        Documents(tokenizer, lines, "training")

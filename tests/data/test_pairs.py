@@ -1,23 +1,20 @@
-"""Pairs files, the couplet cut, the PairsTask batches and BLEU."""
+"""Pairs files, the couplet cut, pair batches and BLEU."""
 
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
-import torch
 
 from lmforge.data.pairs import (
-    PairsTask,
     bleu,
     couplet_pairs,
     encode_pairs,
     load_pairs,
+    pair_batch,
     read_pairs,
 )
 from lmforge.errors import DataError
-from lmforge.models.seq2seq import Seq2Seq, Seq2SeqConfig
 from lmforge.tokenize import BOS_ID, EOS_ID, PAD_ID, train_tokenizer
 
 
@@ -32,6 +29,15 @@ def test_read_pairs_reads_every_object_and_skips_blank_lines(tmp_path):
         ['{"source": "a b", "target": "b a"}', "", '{"source": "c", "target": "", "id": 3}'],
     )
     assert read_pairs(path) == [("a b", "b a"), ("c", "")]
+
+
+def test_a_line_separator_inside_a_string_does_not_end_the_record(tmp_path):
+    path = tmp_path / "p.jsonl"
+    records = [{"source": "a\u2028b", "target": "c\u2029d"}, {"source": "e", "target": "f"}]
+    lines = [json.dumps(r, ensure_ascii=False) for r in records]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert "\u2028" in path.read_text(encoding="utf-8")  # written raw, not escaped
+    assert read_pairs(path) == [("a\u2028b", "c\u2029d"), ("e", "f")]
 
 
 def test_a_missing_key_names_the_line_and_the_key(tmp_path):
@@ -99,67 +105,17 @@ def test_a_pairs_file_is_split_by_ratio_and_seed(tmp_path):
         load_pairs(small)
 
 
-def _task(pairs, batch_size=4):
-    tok = train_tokenizer("char", [text for pair in pairs for text in pair])
-    config = Seq2SeqConfig(tok.vocab_size, d_model=8, n_layers=1, n_heads=2, d_ff=16, max_seq_len=8)
-    return PairsTask(Seq2Seq(config), tok, pairs, pairs[:2], batch_size, seed=5), tok
-
-
-def test_batches_are_padded_with_markers():
-    task, tok = _task([("ab", "xyz"), ("abcd", "y")], batch_size=2)
-    (source, target_in, target_out), reset = task.batch(0)
-    rows = {tok.decode(row.tolist()): i for i, row in enumerate(source)}
-    i = rows["ab"]
-    assert source[i].tolist()[2:] == [EOS_ID, PAD_ID, PAD_ID]  # "abcd</s>" sets the width
-    assert target_in[i].tolist()[0] == BOS_ID and tok.decode(target_in[i].tolist()) == "xyz"
-    assert target_out[i].tolist() == [*tok.encode("xyz", markers=False), EOS_ID]
-    j = 1 - i
-    assert target_out[j].tolist() == [*tok.encode("y", markers=False), EOS_ID, PAD_ID, PAD_ID]
-    assert task.tokens((source, target_in, target_out)) == 4 + 2  # xyz</s> and y</s>
-    assert reset
-
-
-def test_batches_are_deterministic_in_step_and_cover_every_pair_once_per_epoch():
-    pairs = [(str(i), str(i)) for i in range(10)]
-    task, tok = _task(pairs, batch_size=4)
-    seen = []
-    for step in range(5):  # 20 positions: two epochs of 10
-        source = task.batch(step)[0][0]
-        seen += [tok.decode(row.tolist()) for row in source]
-    assert sorted(seen[:10]) == sorted(seen[10:]) == [str(i) for i in range(10)]
-    assert seen[:10] != seen[10:]  # a fresh order each epoch
-    again, _ = _task(pairs, batch_size=4)
-    for step in (3, 1):
-        assert all(
-            torch.equal(a, b)
-            for a, b in zip(again.batch(step)[0], task.batch(step)[0], strict=True)
-        )
+def test_pair_batches_are_padded_with_markers():
+    source, target_in, target_out = pair_batch([([5, 6, EOS_ID], [7, 8, 9]), ([5, EOS_ID], [7])])
+    assert source.tolist() == [[5, 6, EOS_ID], [5, EOS_ID, PAD_ID]]
+    assert target_in.tolist() == [[BOS_ID, 7, 8, 9], [BOS_ID, 7, PAD_ID, PAD_ID]]
+    assert target_out.tolist() == [[7, 8, 9, EOS_ID], [7, EOS_ID, PAD_ID, PAD_ID]]
 
 
 def test_a_pair_longer_than_the_model_is_a_data_error():
     tok = train_tokenizer("char", ["abcdefgh"])
     with pytest.raises(DataError, match="pair 2 has 9 tokens.*max_seq_len=8"):
         encode_pairs(tok, [("ab", "cd"), ("abcdefgh", "a")], max_seq_len=8)
-
-
-def test_evaluate_reports_the_plain_cross_entropy():
-    pairs = [("ab", "ba"), ("ba", "ab"), ("aa", "bb")]
-    task, tok = _task(pairs)
-    torch.manual_seed(0)
-    model = Seq2Seq(Seq2SeqConfig(tok.vocab_size, d_model=8, n_heads=2, max_seq_len=8))
-    assert model.training
-    metrics = task.evaluate(model)  # the first two pairs: 3 targets each ("ba</s>", "ab</s>")
-    assert model.training  # evaluate restores the mode
-    total = 0.0
-    model.eval()
-    for source, target in pairs[:2]:
-        ids = tok.encode(target, markers=False)
-        logits = model(torch.tensor([[*tok.encode(source, markers=False), EOS_ID]]),
-                       torch.tensor([[BOS_ID, *ids]]))  # fmt: skip
-        logp = torch.log_softmax(logits[0], dim=-1)
-        total -= sum(logp[t, i].item() for t, i in enumerate([*ids, EOS_ID]))
-    assert metrics["valid_loss"] == pytest.approx(total / 6, rel=1e-5)
-    assert metrics["valid_ppl"] == pytest.approx(math.exp(total / 6), rel=1e-5)
 
 
 def test_bleu_at_character_level_for_chinese():

@@ -12,8 +12,10 @@ import torch
 from conftest import TINY_TEXT
 from safetensors.torch import load_file, save_file
 
+from lmforge.embed import embed, load_encoder
 from lmforge.errors import CheckpointError, ConfigError
-from lmforge.hub import embed, export_hf, import_hf, load_encoder, save_model_folder
+from lmforge.folders import save_model
+from lmforge.hub import export_hf, import_hf
 from lmforge.models.bert import BERT, BertConfig, l2_normalize, mean_pool
 from lmforge.models.gpt import GPT, GPTConfig
 from lmforge.tokenize import PretrainedTokenizer, load_tokenizer, train_tokenizer
@@ -198,7 +200,7 @@ def test_exported_tokenizer_gives_transformers_the_same_ids(kind, tmp_path):
 
 def test_gpt_round_trip_through_the_cli_generates_the_same(run_cli, tmp_path):
     tokenizer = train_tokenizer("word", TINY_TEXT, rare_threshold=0)
-    save_model_folder(tmp_path / "gpt", tiny_gpt(tokenizer.vocab_size), tokenizer)
+    save_model(tmp_path / "gpt", tiny_gpt(tokenizer.vocab_size), tokenizer)
     assert run_cli("export", "hf", tmp_path / "gpt", "--out", tmp_path / "hf")[0] == 0
     assert run_cli("import", "hf", tmp_path / "hf", "--out", tmp_path / "back")[0] == 0
     flags = ("--prompt", "the cat", "--temperature", "0", "--max-new-tokens", "6")
@@ -367,7 +369,7 @@ def test_cli_errors_are_one_line_with_status_2(wordpiece, run_cli, tmp_path):
     code, _, err = run_cli("import", "hf", tmp_path / "absent", "--out", tmp_path / "x")
     assert code == 2 and err.count("\n") == 1 and "CheckpointError" in err and "absent" in err
     tokenizer = train_tokenizer("char", TINY_TEXT)
-    save_model_folder(tmp_path / "gpt", tiny_gpt(tokenizer.vocab_size), tokenizer)
+    save_model(tmp_path / "gpt", tiny_gpt(tokenizer.vocab_size), tokenizer)
     (tmp_path / "lines.txt").write_text("hello\n")
     args = ("embed", tmp_path / "gpt", "--text", tmp_path / "lines.txt", "--out", tmp_path / "o")
     code, _, err = run_cli(*args)

@@ -8,12 +8,11 @@ import torch
 from torch.nn import functional as F
 
 from lmforge.errors import ConfigError
-from lmforge.hub import save_model_folder
+from lmforge.folders import load_model, save_model
 from lmforge.models import FAMILIES, get_family
 from lmforge.models.bert import BERT, BertConfig, key_padding_mask, l2_normalize, mean_pool
 from lmforge.nn.sampling import Sampler
 from lmforge.tokenize import train_tokenizer
-from lmforge.workflows import load_model
 
 TINY = dict(vocab_size=40, d_model=16, n_layers=2, n_heads=2, d_ff=32, max_seq_len=12)
 
@@ -161,7 +160,7 @@ def test_mlm_loss_falls_on_one_batch():
 def test_model_folder_round_trip(tmp_path, tiny_lines):
     tokenizer = train_tokenizer("wordpiece", tiny_lines, vocab_size=60)
     model = tiny_bert(vocab_size=tokenizer.vocab_size)
-    save_model_folder(tmp_path, model, tokenizer)
+    save_model(tmp_path, model, tokenizer)
     loaded, loaded_tokenizer, meta = load_model(tmp_path)
     assert meta["family"] == "bert" and loaded_tokenizer.vocab == tokenizer.vocab
     ids = torch.tensor([tokenizer.encode("the cat sat")])

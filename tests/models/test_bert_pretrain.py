@@ -14,11 +14,12 @@ from torch.nn import functional as F
 
 from lmforge.data.mlm import IGNORE_INDEX
 from lmforge.errors import ConfigError, DataError
-from lmforge.hub import save_model_folder
+from lmforge.folders import save_model
 from lmforge.models.bert import BERT, BertConfig, pretraining_loss, pseudo_log_likelihood
-from lmforge.pretrain import fill_mask, pretrain, pseudo_perplexity
+from lmforge.pretrain import fill_mask, pseudo_perplexity
 from lmforge.tokenize import train_tokenizer
 from lmforge.train.trainer import TrainConfig
+from lmforge.workflows import train_family
 
 # Wide enough to learn next-sentence prediction (a comparison of A's and B's topics) in 300 steps.
 TINY = dict(d_model=64, n_layers=1, n_heads=8, d_ff=256, max_seq_len=32, dropout=0.0)
@@ -47,7 +48,7 @@ def pretrained():
     )
     torch.manual_seed(1)
     with one_thread():
-        model, _, task = pretrain(train, valid, tokenizer, TINY, config, progress=False)
+        model, _, task = train_family("bert", train, valid, tokenizer, TINY, config, progress=False)
     return model, tokenizer, task, valid
 
 
@@ -171,6 +172,6 @@ def test_cli_masked_lm_errors_are_one_line(run_cli, topic_file, tmp_path):
     assert code == 2 and "blank line" in err and len(err.strip().splitlines()) == 1
     tokenizer = train_tokenizer("wordpiece", ["the cook baked the bread ."], vocab_size=60)
     config = BertConfig(vocab_size=tokenizer.vocab_size, d_model=16, n_layers=1, n_heads=2)
-    folder = save_model_folder(tmp_path / "m", BERT(config), tokenizer)
+    folder = save_model(tmp_path / "m", BERT(config), tokenizer)
     code, _, err = run_cli("fill-mask", folder, "the cook baked the bread .")
     assert code == 2 and "no mask token" in err and len(err.strip().splitlines()) == 1

@@ -14,6 +14,7 @@ from torch.nn import functional as F
 
 from lmforge.data.batching import token_stream
 from lmforge.errors import ConfigError
+from lmforge.folders import load_model
 from lmforge.models import get_family
 from lmforge.models.elmo import (
     ELMo,
@@ -24,7 +25,7 @@ from lmforge.models.elmo import (
 )
 from lmforge.tokenize import train_tokenizer
 from lmforge.train.trainer import TrainConfig
-from lmforge.workflows import load_model, train_model
+from lmforge.workflows import train_family
 
 V = 30
 
@@ -278,7 +279,7 @@ def train_sense_model(seed: int, out_dir=None):
     )
     overrides = {"d_model": 32, "n_layers": 2, "max_seq_len": 16, "dropout": 0.0}
     torch.manual_seed(seed)
-    model, _ = train_model(
+    model, _, _ = train_family(
         "elmo", train_lines, None, tok, overrides, config, out_dir=out_dir, progress=False
     )
     return model.eval(), tok, held_out

@@ -10,6 +10,7 @@ import pytest
 from conftest import shared_path
 
 from lmforge.errors import CheckpointError, ConfigError, DataError
+from lmforge.evaluate import split_words
 from lmforge.models.ngram import (
     KENLM_FALLBACK,
     NgramConfig,
@@ -19,7 +20,6 @@ from lmforge.models.ngram import (
     count_ngrams_reference,
     kn_discounts,
 )
-from lmforge.workflows import split_words
 
 FALLBACK = NgramConfig(order=3, discount_fallback=KENLM_FALLBACK)
 

@@ -5,31 +5,23 @@ from __future__ import annotations
 import json
 import math
 import random
-from dataclasses import dataclass
 
 import pytest
 import torch
 from torch.nn import functional as F
 
-from lmforge.data.pairs import PairsCorpus, PairsTask, pad_rows, source_batch
+from lmforge.data.batching import pad_rows
+from lmforge.data.pairs import PairsCorpus, source_batch
 from lmforge.errors import ConfigError
-from lmforge.models import FAMILIES
-from lmforge.models.seq2seq import (
-    Blocking,
-    Seq2SeqConfig,
-    banned_tokens,
-    beam_search,
-    greedy_decode,
-    label_smoothed_nll,
-    length_penalty,
-    mbr_select,
-    sample_decode,
-    sentence_bleu,
-    sinusoidal_positions,
-)
+from lmforge.folders import load_model
+from lmforge.models import FAMILIES, get_family
+from lmforge.models.seq2seq import Seq2SeqConfig, label_smoothed_nll, sinusoidal_positions
+from lmforge.nn.decoding import beam_search, greedy_decode
 from lmforge.tokenize import BOS_ID, EOS_ID, PAD_ID, train_tokenizer
+from lmforge.train.tasks import PairsTask
 from lmforge.train.trainer import TrainConfig, Trainer
-from lmforge.workflows import build_model, load_model, train_seq2seq, translate
+from lmforge.training import training_data
+from lmforge.workflows import build_model, train_family, translate
 
 SEQ2SEQ = [name for name, family in FAMILIES.items() if family.seq2seq]
 TINY = {
@@ -86,11 +78,6 @@ def test_label_smoothing_matches_torch_reference():
     assert ours.item() == pytest.approx(reference.item(), 1e-6)
 
 
-def test_length_penalty_is_gnmt_eq_14():
-    assert length_penalty(7, 0.6) == pytest.approx(2**0.6)  # ((5 + 7) / 6)^0.6
-    assert length_penalty(3, 0.0) == 1.0
-
-
 def test_config_errors_name_the_field():
     with pytest.raises(ConfigError, match="d_model"):
         Seq2SeqConfig(d_model=30, n_heads=4)
@@ -140,113 +127,6 @@ def test_beam_search_of_width_one_is_greedy(family):
     assert beam_search(model, source, beam_size=1) == greedy_decode(model, source)
 
 
-@dataclass
-class _ChainState:
-    last: torch.Tensor  # (B,) the newest token
-
-
-class _ChainModel:
-    """A decoder whose next-token distribution depends on the last token only (ids: A=5, B=6,
-    C=7): after <s> A .6 / B .4; after A: C .5, </s> .3, B .2; after B or C: </s>."""
-
-    config = Seq2SeqConfig(vocab_size=8, d_model=2, n_heads=1, max_seq_len=6)
-    table = {BOS_ID: {5: 0.6, 6: 0.4}, 5: {7: 0.5, EOS_ID: 0.3, 6: 0.2}, 6: {EOS_ID: 1.0}}
-
-    def start_decoding(self, source):
-        return _ChainState(torch.full((source.shape[0],), BOS_ID))
-
-    def decode_step(self, tokens, state):
-        probs = torch.full((len(tokens), 8), 1e-9)
-        for row, token in enumerate(tokens.tolist()):
-            for nxt, p in self.table.get(token, {EOS_ID: 1.0}).items():
-                probs[row, nxt] = p
-        return probs.log(), _ChainState(tokens)
-
-    def reorder_state(self, state, index):
-        return _ChainState(state.last[index])
-
-
-def test_beam_search_finds_the_more_likely_target_that_greedy_misses():
-    model, source = _ChainModel(), torch.tensor([[5, EOS_ID]])
-    # greedy: A (.6), C (.5), </s> (1) -> p = .3; beam 2 also keeps B (.4), then </s> -> p = .4
-    # (with alpha 0.6: log .4 / (7/6)^.6 = -0.835 beats log .3 / (8/6)^.6 = -1.013).
-    assert greedy_decode(model, source) == [[5, 7]]
-    assert beam_search(model, source, beam_size=2) == [[6]]
-    assert beam_search(model, source, beam_size=2, alpha=0.0) == [[6]]
-
-
-def test_banned_tokens_by_hand():
-    assert banned_tokens([5, 6, 5], 1) == {5, 6}  # every token seen
-    assert banned_tokens([5, 6, 5], 2) == {6}  # "5 6" was written: after 5, not 6 again
-    assert banned_tokens([5, 6, 5, 9], 3) == set() and banned_tokens([5, 6], 3) == set()
-    assert banned_tokens([5, 6, 5], 3) == set() and banned_tokens([5, 6, 7, 5, 6], 3) == {7}
-    assert banned_tokens([3, 5], 2, within=[7, 8, 5, 9]) == {9}  # the source's "5 9"
-    assert banned_tokens([], 1, within=[7, 8]) == {7, 8}
-    assert banned_tokens([4], 1, within=[EOS_ID, 4]) == {4}  # </s> is never banned
-    assert banned_tokens([4, 4], 0) == set()
-    with pytest.raises(ConfigError, match="no_repeat_ngram"):
-        Blocking(no_repeat_ngram=-1)
-
-
-class _RepeatingChain(_ChainModel):
-    """After A, A again is most likely (.7; C .2, </s> .1): greedy writes A A A A A A."""
-
-    table = {BOS_ID: {5: 0.6, 6: 0.4}, 5: {5: 0.7, 7: 0.2, EOS_ID: 0.1}, 6: {EOS_ID: 1.0}}
-
-
-def test_blocking_stops_repeats_in_every_decoder():
-    model, source = _RepeatingChain(), torch.tensor([[6, EOS_ID]])
-    assert greedy_decode(model, source) == [[5] * 6]  # to max_seq_len
-    own, both = Blocking(no_repeat_ngram=1), Blocking(1, source_no_repeat_ngram=1)
-    assert greedy_decode(model, source, blocking=own) == [[5, 7]]
-    assert greedy_decode(model, torch.tensor([[5, EOS_ID]]), blocking=both) == [[6]]
-    # beam 2: [6] would be best (.4) but copies the source; then A C (.12) beats A (.06)
-    assert beam_search(model, source, beam_size=2) == [[6]]
-    assert beam_search(model, source, beam_size=2, blocking=both) == [[5, 7]]
-    # samples: after A, A is banned and the rest renormalised: C 2/3, </s> 1/3
-    draw = torch.Generator().manual_seed(0)
-    samples = sample_decode(model, source, 3000, generator=draw, blocking=own)[0]
-    assert all(len(set(s)) == len(s) for s in samples)
-    for key, p in {(5, 7): 0.6 * 2 / 3, (5,): 0.6 / 3, (6,): 0.4}.items():
-        assert samples.count(list(key)) / 3000 == pytest.approx(p, abs=0.03)
-
-
-def test_sentence_bleu_by_hand():
-    assert sentence_bleu([1, 2, 3, 4], [1, 2, 3, 4]) == pytest.approx(1.0)
-    assert sentence_bleu([1, 2], [3, 4]) == 0.0 and sentence_bleu([], [3]) == 0.0
-    # p1 = 3/4; 2-grams 2 of 3 -> 3/4; 3-grams 1 of 2 -> 2/3; 4-grams 0 of 1 -> 1/2 (add one).
-    want = math.exp((math.log(3 / 4) + math.log(3 / 4) + math.log(2 / 3) + math.log(1 / 2)) / 4)
-    assert sentence_bleu([1, 2, 3, 4], [1, 2, 3, 5]) == pytest.approx(want)
-    # A shorter hypothesis pays the brevity penalty exp(1 - 4/2); matches are clipped.
-    short = math.exp(1 - 4 / 2) * math.exp((0 + math.log(2 / 2) + 0 + 0) / 4)
-    assert sentence_bleu([1, 2], [1, 2, 3, 4]) == pytest.approx(short)
-    assert sentence_bleu([7, 7, 7], [7, 8, 9], max_order=1) == pytest.approx(1 / 3)
-
-
-def test_mbr_picks_what_the_samples_agree_on_not_the_mode():
-    # The most frequent sample is [1, 2, 3, 4] (twice), but three others share a 4-gram: the
-    # expected BLEU against all the samples is highest for one of them.
-    samples = [[1, 2, 3, 4], [1, 2, 3, 4], [5, 6, 7, 8, 9], [5, 6, 7, 8, 10], [5, 6, 7, 8, 11]]
-    assert mbr_select(samples) == [5, 6, 7, 8, 9]  # ties: the first
-    assert mbr_select([[4, 5], [4, 5], [6]]) == [4, 5]
-    assert mbr_select([]) == []
-
-
-def test_sampling_follows_the_model_and_its_seed():
-    model, source = _ChainModel(), torch.tensor([[5, EOS_ID]])
-    draw = torch.Generator().manual_seed(0)
-    samples = sample_decode(model, source, 4000, generator=draw)[0]
-    assert len(samples) == 4000
-    share = {key: samples.count(list(key)) / 4000 for key in [(5, 7), (5,), (5, 6), (6,)]}
-    # p(A C) = .6 * .5, p(A) = .6 * .3, p(A B) = .6 * .2, p(B) = .4
-    for key, p in {(5, 7): 0.3, (5,): 0.18, (5, 6): 0.12, (6,): 0.4}.items():
-        assert share[key] == pytest.approx(p, abs=0.03)
-    again = sample_decode(model, source, 4000, generator=torch.Generator().manual_seed(0))[0]
-    assert again == samples
-    with pytest.raises(ConfigError, match="num_samples"):
-        sample_decode(model, source, 0)
-
-
 @pytest.mark.parametrize("family", SEQ2SEQ)
 def test_tiny_model_learns_to_copy_digit_strings(family):
     pairs = digit_pairs(300, reverse=False)
@@ -273,8 +153,16 @@ def test_train_seq2seq_saves_a_folder_that_loads_back(tmp_path):
     corpus = PairsCorpus("rev", pairs[:30], pairs[30:35], pairs[35:])
     tok = train_tokenizer("char", [text for pair in corpus.train for text in pair])
     config = TrainConfig(batch_size=8, max_steps=20, lr=1e-2, warmup_steps=2, eval_interval=10)
-    model, result = train_seq2seq(
-        "seq2seq", corpus, tok, {**TINY["seq2seq"]}, config, out_dir=tmp_path, progress=False
+    model, result, _ = train_family(
+        "seq2seq",
+        corpus.train,
+        corpus.valid,
+        tok,
+        {**TINY["seq2seq"]},
+        config,
+        out_dir=tmp_path,
+        progress=False,
+        record={"pairs": corpus.name},
     )
     assert math.isfinite(result.best_valid_loss)
     loaded, loaded_tok, meta = load_model(tmp_path)
@@ -282,7 +170,9 @@ def test_train_seq2seq_saves_a_folder_that_loads_back(tmp_path):
     assert loaded_tok.vocab == tok.vocab
     model.eval()
     source = source_batch(tok, [s for s, _ in corpus.test])
-    target_in = pad_rows([[BOS_ID, *tok.encode(t, markers=False)] for _, t in corpus.test])
+    target_in, _ = pad_rows(
+        [[BOS_ID, *tok.encode(t, markers=False)] for _, t in corpus.test], PAD_ID
+    )
     torch.testing.assert_close(loaded(source, target_in), model(source, target_in))
     assert greedy_decode(loaded, source) == greedy_decode(model, source)
 
@@ -306,11 +196,11 @@ def test_resume_after_a_kill_gives_the_same_weights(tmp_path):
         assert torch.equal(tensor, resumed.model.state_dict()[name]), name
 
 
-def test_train_seq2seq_refuses_a_language_model():
-    corpus = PairsCorpus("x", [("a", "b")], [("a", "b")], [("a", "b")])
-    tok = train_tokenizer("char", ["ab"])
-    with pytest.raises(ConfigError, match="not an encoder-decoder"):
-        train_seq2seq("gpt", corpus, tok, {}, TrainConfig(max_steps=1), progress=False)
+def test_pairs_are_refused_for_a_language_model_and_needed_by_an_encoder_decoder():
+    with pytest.raises(ConfigError, match="gpt is a language model: train it with --corpus"):
+        training_data(get_family("gpt"), pairs="couplets")
+    with pytest.raises(ConfigError, match="seq2seq is an encoder-decoder: give"):
+        training_data(get_family("seq2seq"), corpus="tang")
 
 
 def test_cli_trains_a_seq2seq_on_a_pairs_file_and_decodes(tmp_path, run_cli):

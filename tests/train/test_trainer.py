@@ -14,11 +14,11 @@ from safetensors.torch import load_file
 
 from lmforge.data.batching import StreamBatches, WindowBatches, eval_rows, eval_windows
 from lmforge.errors import ConfigError
+from lmforge.evaluate import stream_log_probs
 from lmforge.models.gpt import GPT, GPTConfig
 from lmforge.models.nnlm import NNLM, NNLMConfig
 from lmforge.models.rnn import LSTMConfig, RecurrentLM
 from lmforge.train.schedules import Plateau, warmup_cosine
-from lmforge.evaluate import stream_log_probs
 from lmforge.train.trainer import TrainConfig, Trainer
 
 STREAM = (torch.arange(3000) * 7919 % 23).long()

@@ -1,4 +1,4 @@
-"""Language-model batches: one token stream, cut into windows or parallel BPTT rows.
+"""Batches: one token stream cut into windows or parallel BPTT rows, and padded rows.
 
 Every neural family reads a split as one stream: ``<s>``, then each line's tokens followed by
 ``</s>``. The targets are every token after the first, so a split of L lines and W tokens has
@@ -18,7 +18,15 @@ import torch
 from lmforge.errors import DataError
 from lmforge.tokenize import BOS, EOS, Tokenizer
 
-__all__ = ["token_stream", "WindowBatches", "StreamBatches", "eval_windows", "eval_rows"]
+__all__ = [
+    "EpochOrder",
+    "StreamBatches",
+    "WindowBatches",
+    "eval_rows",
+    "eval_windows",
+    "pad_rows",
+    "token_stream",
+]
 
 
 def token_stream(tokenizer: Tokenizer, lines: Sequence[str]) -> torch.Tensor:
@@ -100,6 +108,33 @@ class StreamBatches:
         return window[:, :-1], window[:, 1:], chunk == 0
 
 
+class EpochOrder:
+    """Examples taken epoch after epoch, each epoch in a permutation drawn from (seed, epoch).
+
+    Batch ``step`` holds the examples at positions ``step * B .. step * B + B - 1`` of the
+    concatenated epoch orders, so it depends only on (seed, step) and a batch may straddle two
+    epochs. The two latest epochs' orders are kept.
+    """
+
+    def __init__(self, n_examples: int, seed: int) -> None:
+        self.n_examples, self.seed = n_examples, seed
+        self._orders: dict[int, list[int]] = {}
+
+    def _order(self, epoch: int) -> list[int]:
+        if epoch not in self._orders:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            order = torch.randperm(self.n_examples, generator=generator).tolist()
+            self._orders = {e: o for e, o in self._orders.items() if e == epoch - 1}
+            self._orders[epoch] = order
+        return self._orders[epoch]
+
+    def batch(self, step: int, batch_size: int) -> list[int]:
+        """The example numbers of batch ``step``."""
+        n = self.n_examples
+        positions = range(step * batch_size, (step + 1) * batch_size)
+        return [self._order(p // n)[p % n] for p in positions]
+
+
 def eval_windows(
     stream: torch.Tensor, context_size: int, max_seq_len: int | None = None
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -138,3 +173,25 @@ def eval_rows(stream: torch.Tensor, rows: int) -> tuple[torch.Tensor, torch.Tens
     index = torch.arange(rows)[:, None] * length + torch.arange(length)  # (R, L)
     mask = index < n_targets
     return padded[index], padded[index + 1], mask
+
+
+def pad_rows(
+    rows: Sequence[Sequence[int] | torch.Tensor], pad_id: int, dtype: torch.dtype = torch.long
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of different lengths as one tensor, right-padded to the longest (width at least 1).
+
+    Args:
+        rows: lists of ids (or 1-D tensors; values of ``dtype``).
+        pad_id: the value after each row's end.
+        dtype: the values' dtype (``torch.bool`` for masks).
+
+    Returns:
+        values (B, T) of ``dtype``; mask (B, T) bool, True at the rows' own positions.
+    """
+    width = max([1, *map(len, rows)])
+    values = torch.full((len(rows), width), pad_id, dtype=dtype)
+    mask = torch.zeros((len(rows), width), dtype=torch.bool)
+    for i, row in enumerate(rows):
+        values[i, : len(row)] = torch.as_tensor(row, dtype=dtype)
+        mask[i, : len(row)] = True
+    return values, mask

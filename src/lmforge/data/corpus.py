@@ -26,7 +26,7 @@ import numpy as np
 
 from lmforge.errors import ConfigError, DataError
 
-__all__ = ["BUILTIN_CORPORA", "SPLITS", "Corpus", "read_texts", "load_corpus"]
+__all__ = ["BUILTIN_CORPORA", "SPLITS", "Corpus", "load_corpus", "read_jsonl", "read_texts"]
 
 BUILTIN_CORPORA: tuple[str, ...] = ("brown", "tang")
 """Names accepted by :func:`load_corpus` for the corpora shipped with lmforge."""
@@ -72,10 +72,13 @@ class Corpus:
             raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {name!r}")
         return getattr(self, name)
 
+    UNIT = "items"  # what the repr counts
+
     def __repr__(self) -> str:
+        unit = self.UNIT
         return (
-            f"Corpus(name={self.name!r}, train={len(self.train)} items, "
-            f"valid={len(self.valid)} items, test={len(self.test)} items)"
+            f"{type(self).__name__}(name={self.name!r}, train={len(self.train)} {unit}, "
+            f"valid={len(self.valid)} {unit}, test={len(self.test)} {unit})"
         )
 
 
@@ -106,12 +109,54 @@ def read_texts(path: str | os.PathLike, text_field: str = "text") -> list[str]:
         raise DataError(f"{path}: no such file or folder; give {_INPUT_KINDS}")
     if not path.is_file():
         raise DataError(f"{path} is not a regular file or folder; give {_INPUT_KINDS}")
+    if _inner_suffix(path) == ".jsonl":
+        return [_text_field(record, text_field, path, n) for n, record in read_jsonl(path)]
     text = _read_text(path)
     if _is_empty(text):
         raise DataError(f"{path} is empty; give a file with some text")
-    if _inner_suffix(path) == ".jsonl":
-        return _parse_jsonl(text, path, text_field)
     return _split_lines(text)
+
+
+def read_jsonl(path: str | os.PathLike, shape: str = "JSON object") -> list[tuple[int, dict]]:
+    """The records of a JSON Lines file (also ``.jsonl.xz`` / ``.jsonl.gz``), in order.
+
+    Only ``\\n`` (or ``\\r\\n``) ends a record: a JSON string may hold other line separators
+    (U+2028), where ``str.splitlines`` would cut it. Blank lines are skipped.
+
+    Args:
+        path: the file.
+        shape: what a line holds, for the error messages (``'{"text": ..., "label": ...}'``).
+
+    Returns:
+        (line number, object) of every non-blank line.
+
+    Raises:
+        DataError: the file is missing, unreadable, not UTF-8 or holds no record, or a line is
+            not a JSON object; the message names the file and line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file; give a JSON Lines file, one {shape} per line")
+    records = []
+    for number, line in enumerate(_split_lines(_read_text(path)), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DataError(
+                f"{path} line {number}: invalid JSON ({error.msg} at column {error.colno}); "
+                f"give one {shape} per line"
+            ) from None
+        if not isinstance(record, dict):
+            raise DataError(
+                f"{path} line {number}: expected a JSON object, got {line[:40]!r}; "
+                f"give one {shape} per line"
+            )
+        records.append((number, record))
+    if not records:
+        raise DataError(f"{path} is empty; give one {shape} per line")
+    return records
 
 
 def load_corpus(
@@ -271,27 +316,15 @@ def _split_lines(text: str) -> list[str]:
     return lines
 
 
-def _parse_jsonl(text: str, path: Path, text_field: str) -> list[str]:
-    """Return the string field ``text_field`` of every non-blank JSON Lines line."""
-    items = []
-    for number, line in enumerate(_split_lines(text), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise DataError(
-                f"{path} line {number}: invalid JSON ({error.msg} at column {error.colno}); "
-                "give one JSON object per line"
-            ) from None
-        value = record.get(text_field) if isinstance(record, dict) else None
-        if not isinstance(value, str):
-            raise DataError(
-                f"{path} line {number} has no string field {text_field!r}; give every line "
-                f'a "{text_field}" string, or set text_field to the field that holds the text'
-            )
-        items.append(value)
-    return items
+def _text_field(record: dict, text_field: str, path: Path, number: int) -> str:
+    """The string field ``text_field`` of a JSON Lines record."""
+    value = record.get(text_field)
+    if not isinstance(value, str):
+        raise DataError(
+            f"{path} line {number} has no string field {text_field!r}; give every line "
+            f'a "{text_field}" string, or set text_field to the field that holds the text'
+        )
+    return value
 
 
 def _split_by_ratio(

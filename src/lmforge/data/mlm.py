@@ -1,4 +1,4 @@
-"""BERT pretraining data: masked tokens, next-sentence pairs, and the Trainer task.
+"""BERT pretraining data: masked tokens and next-sentence pairs.
 
 Devlin et al. (2019), section 3.1 and appendix A.1:
 
@@ -20,7 +20,8 @@ to 512 tokens, truncation always cuts the end, and the random sentence is drawn 
 all sentences of the other documents.
 
 Everything random here is drawn from an explicit ``torch.Generator``: the batch of training step
-``s`` depends only on (seed, s), and the held-out pairs are drawn once with a fixed seed.
+``s`` depends only on (seed, s), and the held-out pairs are drawn once with a fixed seed. The
+Trainer's task built from these is ``lmforge.train.tasks.MLMTask``.
 """
 
 from __future__ import annotations
@@ -28,17 +29,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import nn
 
+from lmforge.data.batching import pad_rows
 from lmforge.errors import DataError
-from lmforge.models.bert import pretraining_loss
 from lmforge.tokenize import Tokenizer
 
 __all__ = [
     "IGNORE_INDEX",
     "IS_NEXT",
     "NOT_NEXT",
-    "MLMTask",
     "Documents",
     "build_pairs",
     "document_split",
@@ -195,20 +194,14 @@ def build_pairs(
         ids_a, ids_b = sentences[int(a)], sentences[int(b)]
         len_a, len_b = truncate_pair(len(ids_a), len(ids_b), max_seq_len - 3)
         rows.append([cls_id, *ids_a[:len_a], sep_id, *ids_b[:len_b], sep_id])
-        segments.append(len_a + 2)
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    segment_ids = torch.zeros((len(rows), width), dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.bool)
-    for i, (row, split) in enumerate(zip(rows, segments, strict=True)):
-        ids[i, : len(row)] = torch.tensor(row)
-        segment_ids[i, split : len(row)] = 1
-        mask[i, : len(row)] = True
+        segments.append([0] * (len_a + 2) + [1] * (len_b + 1))
+    ids, mask = pad_rows(rows, pad_id)
+    segment_ids, _ = pad_rows(segments, 0)
     return ids, segment_ids, mask
 
 
 # ---------------------------------------------------------------------------------------------
-# Tokenised documents and the Trainer task.
+# Tokenised documents.
 
 
 class Documents:
@@ -249,118 +242,6 @@ class Documents:
             len(self.sentences),
             generator,
         )
-
-
-class MLMTask:
-    """BERT pretraining (masked LM + next-sentence prediction) as a task of the one Trainer.
-
-    A batch is ``(ids, segment_ids, attention_mask, mlm_labels, nsp_labels)``: (B, T) x 4 and
-    (B,). Training anchors (sentence A) are drawn with replacement; batch ``step`` depends only on
-    (seed, step). The held-out examples are every validation sentence that has a next one, each
-    paired and masked once with ``EVAL_SEED``.
-
-    Args:
-        tokenizer: the model's tokenizer.
-        train_lines: training text (blank lines between documents).
-        valid_lines: held-out text, or None for no evaluation.
-        max_seq_len: the model's positions; longer pairs are truncated.
-        batch_size: examples per step.
-        seed: seed of the training batches.
-    """
-
-    def __init__(
-        self,
-        tokenizer: Tokenizer,
-        train_lines: Sequence[str],
-        valid_lines: Sequence[str] | None,
-        max_seq_len: int,
-        batch_size: int,
-        seed: int = 0,
-    ) -> None:
-        self.tokenizer = tokenizer
-        self.max_seq_len, self.batch_size, self.seed = max_seq_len, batch_size, seed
-        self.special = special_ids(tokenizer)
-        self.train = Documents(tokenizer, train_lines, "training")
-        self.eval_batches: list[tuple[torch.Tensor, ...]] = []
-        if valid_lines is not None:
-            valid = Documents(tokenizer, valid_lines, "validation")
-            generator = torch.Generator().manual_seed(EVAL_SEED)
-            for start in range(0, len(valid.anchors), 64):
-                anchors = valid.anchors[start : start + 64]
-                self.eval_batches.append(self._examples(valid, anchors, generator))
-
-    def _examples(self, docs: Documents, anchors: torch.Tensor, generator: torch.Generator):
-        first, second, nsp_labels = docs.pairs(anchors, generator)
-        tok = self.tokenizer
-        ids, segment_ids, attention_mask = build_pairs(
-            docs.sentences, first, second, self.max_seq_len, tok.bos_id, tok.eos_id, tok.pad_id
-        )
-        inputs, mlm_labels = mask_tokens(
-            ids,
-            mask_id=tok.mask_id,
-            special=self.special,
-            vocab_size=tok.vocab_size,
-            generator=generator,
-        )
-        return inputs, segment_ids, attention_mask, mlm_labels, nsp_labels
-
-    def batch(self, step: int) -> tuple[tuple[torch.Tensor, ...], bool]:
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
-        pick = torch.randint(len(self.train.anchors), (self.batch_size,), generator=generator)
-        return self._examples(self.train, self.train.anchors[pick], generator), False
-
-    def loss(self, model: nn.Module, batch: tuple[torch.Tensor, ...], state=None):
-        total, _, _ = pretraining_loss(model, *batch)
-        return total, None
-
-    def tokens(self, batch: tuple[torch.Tensor, ...]) -> int:
-        return int(batch[2].sum())
-
-    @torch.no_grad()
-    def evaluate(self, model: nn.Module, max_tokens: int = 0) -> dict[str, float] | None:
-        """valid_loss (MLM + NSP cross-entropy), MLM loss and accuracy over the masked tokens,
-        NSP loss and accuracy; on the first ``max_tokens`` tokens' worth of examples (0 = all)."""
-        if not self.eval_batches:
-            return None
-        was_training = model.training
-        model.eval()
-        device = next(model.parameters()).device
-        mlm_nll = mlm_right = mlm_count = nsp_nll = nsp_right = nsp_count = tokens = 0.0
-        for batch in self.eval_batches:
-            ids, segment_ids, attention_mask, mlm_labels, nsp_labels = (t.to(device) for t in batch)
-            hidden = model.encode(ids, segment_ids, attention_mask)
-            chosen = mlm_labels != IGNORE_INDEX
-            logits = model.mlm_logits(hidden[chosen]).float()  # (M, V)
-            targets = mlm_labels[chosen]
-            mlm_nll += float(nn.functional.cross_entropy(logits, targets, reduction="sum"))
-            mlm_right += float((logits.argmax(-1) == targets).sum())
-            mlm_count += len(targets)
-            nsp = model.nsp_head(model.pool(hidden)).float()  # (B, 2)
-            nsp_nll += float(nn.functional.cross_entropy(nsp, nsp_labels, reduction="sum"))
-            nsp_right += float((nsp.argmax(-1) == nsp_labels).sum())
-            nsp_count += len(nsp_labels)
-            tokens += float(attention_mask.sum())
-            if max_tokens and tokens >= max_tokens:
-                break
-        model.train(was_training)
-        mlm_loss, nsp_loss = mlm_nll / max(mlm_count, 1), nsp_nll / nsp_count
-        return {
-            "valid_loss": mlm_loss + nsp_loss,
-            "valid_mlm_loss": mlm_loss,
-            "valid_mlm_accuracy": mlm_right / max(mlm_count, 1),
-            "valid_nsp_loss": nsp_loss,
-            "valid_nsp_accuracy": nsp_right / nsp_count,
-        }
-
-    def unigram_accuracy(self) -> float:
-        """MLM accuracy on the held-out targets of always predicting the training text's most
-        frequent non-special token (the baseline a model must beat)."""
-        every = torch.tensor([i for ids in self.train.sentences for i in ids], dtype=torch.long)
-        counts = torch.bincount(every, minlength=self.tokenizer.vocab_size)
-        counts[list(self.special)] = 0
-        best = int(counts.argmax())
-        targets = torch.cat([b[3][b[3] != IGNORE_INDEX] for b in self.eval_batches])
-        return float((targets == best).float().mean())
 
 
 def document_split(

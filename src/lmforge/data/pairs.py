@@ -17,32 +17,27 @@ scored.
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
 
-from lmforge.data.corpus import _split_by_ratio, load_corpus
+from lmforge.data.batching import pad_rows
+from lmforge.data.corpus import Corpus, _split_by_ratio, load_corpus, read_jsonl
 from lmforge.errors import ConfigError, DataError
-from lmforge.models.seq2seq import label_smoothed_nll, seq2seq_loss
 from lmforge.tokenize import BOS_ID, EOS_ID, PAD_ID, Tokenizer
 
 __all__ = [
     "BUILTIN_PAIRS",
     "Pair",
     "PairsCorpus",
-    "PairsTask",
     "bleu",
     "couplet_pairs",
     "encode_pairs",
     "load_pairs",
-    "pad_rows",
+    "pair_batch",
     "read_pairs",
     "source_batch",
 ]
@@ -51,64 +46,27 @@ Pair = tuple[str, str]
 BUILTIN_PAIRS: tuple[str, ...] = ("couplets",)
 """Names accepted by :func:`load_pairs` for the built-in pair tasks."""
 
+_SHAPE = '{"source": ..., "target": ...} object'
 _LINE_END = re.compile("[。！？]")
 _IDEOGRAPH = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]+")
 
 
-@dataclass(frozen=True)
-class PairsCorpus:
-    """A named set of (source, target) pairs split into train, valid and test."""
+class PairsCorpus(Corpus):
+    """A named set of (source, target) pairs split into train, valid and test: a ``Corpus``
+    whose items are pairs."""
 
-    name: str
-    train: list[Pair]
-    valid: list[Pair]
-    test: list[Pair]
-
-    def split(self, name: str) -> list[Pair]:
-        """The pairs of ``"train"``, ``"valid"`` or ``"test"``."""
-        if name not in ("train", "valid", "test"):
-            raise ConfigError(f"split must be one of train, valid, test, got {name!r}")
-        return getattr(self, name)
-
-    def __repr__(self) -> str:
-        return (
-            f"PairsCorpus(name={self.name!r}, train={len(self.train)} pairs, "
-            f"valid={len(self.valid)} pairs, test={len(self.test)} pairs)"
-        )
+    UNIT = "pairs"
 
 
 def read_pairs(path: str | os.PathLike) -> list[Pair]:
-    """The (source, target) pairs of a JSON Lines file, in order.
+    """The (source, target) pairs of a JSON Lines file, in order (``read_jsonl``).
 
     Raises:
         DataError: the file is missing, unreadable, not UTF-8 or empty; a line is not a JSON
             object; or it lacks a string ``source`` or ``target``. The message names the line.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(
-            f"{path}: no such pairs file; give a .jsonl file with one "
-            '{"source": ..., "target": ...} object per line, or the built-in "couplets"'
-        )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise DataError(
-            f"{path}: cannot read it as UTF-8 text ({err}); give a UTF-8 .jsonl file"
-        ) from None
     pairs = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(
-                f"{path} line {number}: invalid JSON ({err.msg} at column {err.colno}); "
-                'give one {"source": ..., "target": ...} object per line'
-            ) from None
-        if not isinstance(record, dict):
-            raise DataError(f"{path} line {number}: expected a JSON object, got {line[:40]!r}")
+    for number, record in read_jsonl(path, _SHAPE):
         missing = [key for key in ("source", "target") if not isinstance(record.get(key), str)]
         if missing:
             raise DataError(
@@ -116,8 +74,6 @@ def read_pairs(path: str | os.PathLike) -> list[Pair]:
                 'give every line a "source" and a "target" string'
             )
         pairs.append((record["source"], record["target"]))
-    if not pairs:
-        raise DataError(f'{path} is empty; give one {{"source", "target"}} object per line')
     return pairs
 
 
@@ -152,6 +108,11 @@ def load_pairs(
         )
         return PairsCorpus("couplets", train, valid, test)
     path = Path(source)
+    if not path.is_file():
+        raise DataError(
+            f"{path}: no such pairs file; give a .jsonl file with one {_SHAPE} per line, "
+            'or the built-in "couplets"'
+        )
     pairs = read_pairs(path)
     train, valid, test = _split_by_ratio(pairs, valid_ratio, test_ratio, seed)
     if not (train and valid and test):
@@ -184,102 +145,19 @@ def encode_pairs(
     return out
 
 
-def pad_rows(rows: Sequence[Sequence[int]], pad_id: int = PAD_ID) -> torch.Tensor:
-    """(B, longest) int64 tensor of the rows, right-padded with ``pad_id``."""
-    out = torch.full((len(rows), max([1, *map(len, rows)])), pad_id, dtype=torch.long)
-    for i, row in enumerate(rows):
-        out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
-    return out
-
-
 def source_batch(tokenizer: Tokenizer, sources: Sequence[str]) -> torch.Tensor:
     """(B, S) padded source ids (tokens + ``</s>``) of texts, for decoding."""
-    return pad_rows([[*ids, EOS_ID] for ids in tokenizer.encode_batch(list(sources), False)])
+    rows = [[*ids, EOS_ID] for ids in tokenizer.encode_batch(list(sources), False)]
+    return pad_rows(rows, PAD_ID)[0]
 
 
-def _batch(encoded: Sequence[tuple[list[int], list[int]]]) -> tuple[torch.Tensor, ...]:
-    """(source (B, S), target_in (B, T), target_out (B, T)), padded."""
-    source = pad_rows([src for src, _ in encoded])
-    target_in = pad_rows([[BOS_ID, *tgt] for _, tgt in encoded])
-    target_out = pad_rows([[*tgt, EOS_ID] for _, tgt in encoded])
+def pair_batch(encoded: Sequence[tuple[list[int], list[int]]]) -> tuple[torch.Tensor, ...]:
+    """(source (B, S), target_in (B, T), target_out (B, T)) of encoded pairs (``encode_pairs``),
+    padded with ``<pad>``: the decoder reads ``<s>`` + target and predicts target + ``</s>``."""
+    source = pad_rows([src for src, _ in encoded], PAD_ID)[0]
+    target_in = pad_rows([[BOS_ID, *tgt] for _, tgt in encoded], PAD_ID)[0]
+    target_out = pad_rows([[*tgt, EOS_ID] for _, tgt in encoded], PAD_ID)[0]
     return source, target_in, target_out
-
-
-class PairsTask:
-    """The Trainer's task (``lmforge.train.trainer.Task``) for encoder-decoder families.
-
-    Training batches walk through the train pairs in a fresh seeded order every epoch: batch
-    ``step`` holds the pairs at positions ``step * B .. step * B + B - 1`` of the concatenated
-    epoch orders, so it depends only on (seed, step). The loss is the model's label-smoothed
-    cross-entropy; validation reports the plain cross-entropy per target token (``</s>``
-    included) and its perplexity.
-
-    Args:
-        model: an encoder-decoder model (its ``config.max_seq_len`` bounds the pairs).
-        tokenizer: the one tokenizer of sources and targets.
-        train_pairs: pairs to train on.
-        valid_pairs: held-out pairs for ``evaluate``, or None.
-        batch_size: pairs per batch.
-        seed: seed of the epoch orders.
-    """
-
-    def __init__(
-        self,
-        model: nn.Module,
-        tokenizer: Tokenizer,
-        train_pairs: Sequence[Pair],
-        valid_pairs: Sequence[Pair] | None,
-        batch_size: int,
-        seed: int = 0,
-    ) -> None:
-        if not train_pairs:
-            raise DataError("no training pairs; give a pairs file with some lines")
-        limit = model.config.max_seq_len
-        self.train = encode_pairs(tokenizer, train_pairs, limit)
-        self.valid = encode_pairs(tokenizer, valid_pairs, limit) if valid_pairs else None
-        self.batch_size = batch_size
-        self.seed = seed
-        self._orders: dict[int, list[int]] = {}
-
-    def _order(self, epoch: int) -> list[int]:
-        if epoch not in self._orders:  # keep two epochs: a batch may straddle their border
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            order = torch.randperm(len(self.train), generator=generator).tolist()
-            self._orders = {e: o for e, o in self._orders.items() if e == epoch - 1}
-            self._orders[epoch] = order
-        return self._orders[epoch]
-
-    def batch(self, step: int) -> tuple[tuple[torch.Tensor, ...], bool]:
-        n = len(self.train)
-        positions = range(step * self.batch_size, (step + 1) * self.batch_size)
-        chosen = [self.train[self._order(p // n)[p % n]] for p in positions]
-        return _batch(chosen), True
-
-    def loss(self, model: nn.Module, batch: tuple[torch.Tensor, ...], state=None):
-        source, target_in, target_out = batch
-        return seq2seq_loss(model, source, target_in, target_out), None
-
-    def tokens(self, batch: tuple[torch.Tensor, ...]) -> int:
-        return int((batch[2] != PAD_ID).sum())
-
-    @torch.no_grad()
-    def evaluate(self, model: nn.Module, max_tokens: int = 0) -> dict[str, float] | None:
-        if not self.valid:
-            return None
-        was_training = model.training
-        model.eval()
-        device = next(model.parameters()).device
-        total, count = 0.0, 0
-        for start in range(0, len(self.valid), 128):
-            source, target_in, target_out = _batch(self.valid[start : start + 128])
-            logits = model(source.to(device), target_in.to(device))
-            n = int((target_out != PAD_ID).sum())
-            total += float(label_smoothed_nll(logits, target_out.to(device), 0.0)) * n
-            count += n
-            if max_tokens and count >= max_tokens:
-                break
-        model.train(was_training)
-        return {"valid_loss": total / count, "valid_ppl": math.exp(total / count)}
 
 
 def bleu(

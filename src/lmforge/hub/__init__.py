@@ -1,19 +1,5 @@
 """Model folders of other libraries in and out (Hugging Face), local files only."""
 
-from lmforge.hub.hf import (
-    embed,
-    export_hf,
-    import_hf,
-    load_encoder,
-    save_embeddings,
-    save_model_folder,
-)
+from lmforge.hub.hf import export_hf, import_hf
 
-__all__ = [
-    "embed",
-    "export_hf",
-    "import_hf",
-    "load_encoder",
-    "save_embeddings",
-    "save_model_folder",
-]
+__all__ = ["export_hf", "import_hf"]

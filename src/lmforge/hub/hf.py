@@ -15,15 +15,12 @@ Weights are mapped by name through one table per family, read in both directions
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
@@ -32,18 +29,24 @@ from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, pro
 from tokenizers import Tokenizer as HFTokenizer
 from torch import nn
 
-from lmforge import __version__
-from lmforge.checkpoint import atomic_write_bytes, atomic_write_text, read_json, write_json
-from lmforge.config import config_to_dict
+from lmforge._version import __version__
+from lmforge.checkpoint import (
+    CONFIG_FILE,
+    TOKENIZER_FILE,
+    WEIGHTS_FILE,
+    atomic_write_bytes,
+    atomic_write_text,
+    read_json,
+    write_json,
+)
 from lmforge.errors import CheckpointError, ConfigError
-from lmforge.models.bert import BERT, BertConfig, l2_normalize, mean_pool
+from lmforge.models.bert import BERT, BertConfig
 from lmforge.models.gpt import GPT, GPTConfig
 from lmforge.tokenize import (
     BOS,
     EOS,
     MASK,
     PAD,
-    PAD_ID,
     RARE,
     SPECIAL_TOKENS,
     UNK,
@@ -55,16 +58,8 @@ from lmforge.tokenize import (
     load_tokenizer,
 )
 
-__all__ = [
-    "embed",
-    "export_hf",
-    "import_hf",
-    "load_encoder",
-    "save_embeddings",
-    "save_model_folder",
-]
+__all__ = ["export_hf", "import_hf"]
 
-CONFIG, WEIGHTS, TOKENIZER = "config.json", "model.safetensors", "tokenizer.json"
 LMFORGE_TOKENIZER = "lmforge_tokenizer.json"  # lmforge's own tokenizer file inside an HF folder
 SUPPORTED = "bert (BERT, MiniLM, sentence-transformers folders) and gpt2 (as lmforge exports it)"
 _BERT_ROLES = {  # lmforge role -> transformers' name of BERT's token
@@ -193,7 +188,7 @@ def import_hf(folder: str | os.PathLike) -> tuple[nn.Module, Tokenizer]:
         table, prefixes = _gpt_table(model.config), ("transformer.",)
     else:
         raise CheckpointError(
-            f"{path / CONFIG}: model_type {model_type!r} cannot be imported; lmforge imports "
+            f"{path / CONFIG_FILE}: model_type {model_type!r} cannot be imported; lmforge imports "
             f"{SUPPORTED}"
         )
     tensors = _read_weights(path)
@@ -201,8 +196,8 @@ def import_hf(folder: str | os.PathLike) -> tuple[nn.Module, Tokenizer]:
     model.fresh_heads = tuple(missing)  # left random: domain pretraining warms them up first
     if missing:
         warnings.warn(
-            f"{path / WEIGHTS} has no weights for {', '.join(missing)}; they keep their random "
-            "initialisation (fine for embeddings; train them before using those heads)",
+            f"{path / WEIGHTS_FILE} has no weights for {', '.join(missing)}; they keep their "
+            "random initialisation (fine for embeddings; train them before using those heads)",
             stacklevel=2,
         )
     if isinstance(model, BERT):
@@ -221,7 +216,7 @@ def _transformer_folder(root: Path) -> Path:
     """The folder of the Transformer itself: ``root``, or the subfolder that an older
     sentence-transformers ``modules.json`` names (such as ``0_Transformer``)."""
     modules_file = root / "modules.json"
-    if (root / CONFIG).exists() or not modules_file.exists():
+    if (root / CONFIG_FILE).exists() or not modules_file.exists():
         return root
     try:
         modules = json.loads(modules_file.read_text(encoding="utf-8"))
@@ -232,17 +227,17 @@ def _transformer_folder(root: Path) -> Path:
 
 
 def _read_config(path: Path) -> dict:
-    if not (path / CONFIG).exists():
+    if not (path / CONFIG_FILE).exists():
         raise CheckpointError(
-            f"{path}: no {CONFIG}; give a Hugging Face model folder (config.json, "
+            f"{path}: no {CONFIG_FILE}; give a Hugging Face model folder (config.json, "
             "model.safetensors, tokenizer files)"
         )
-    return read_json(path / CONFIG, "Hugging Face config")
+    return read_json(path / CONFIG_FILE, "Hugging Face config")
 
 
 def _require(hf_config: dict, key: str, path: Path) -> object:
     if key not in hf_config:
-        raise CheckpointError(f"{path / CONFIG} lacks {key!r}; give a complete config.json")
+        raise CheckpointError(f"{path / CONFIG_FILE} lacks {key!r}; give a complete config.json")
     return hf_config[key]
 
 
@@ -251,7 +246,7 @@ def _expect(hf_config: dict, key: str, default: object, allowed: object, path: P
     value = hf_config.get(key, default)
     if value != allowed:
         raise CheckpointError(
-            f"{path / CONFIG}: {key}={value!r} cannot be mapped to lmforge, which computes "
+            f"{path / CONFIG_FILE}: {key}={value!r} cannot be mapped to lmforge, which computes "
             f"{key}={allowed!r}; this checkpoint is another architecture"
         )
 
@@ -304,19 +299,21 @@ def _built(cls: type, path: Path, **values: object):
     try:
         return cls(**values)
     except ConfigError as err:
-        raise CheckpointError(f"{path / CONFIG} gives an unusable {cls.__name__}: {err}") from None
+        raise CheckpointError(
+            f"{path / CONFIG_FILE} gives an unusable {cls.__name__}: {err}"
+        ) from None
 
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:
-    file = path / WEIGHTS
+    file = path / WEIGHTS_FILE
     if not file.exists():
         if (path / "pytorch_model.bin").exists():
             raise CheckpointError(
-                f"{path} has pytorch_model.bin but no {WEIGHTS}; lmforge does not unpickle "
+                f"{path} has pytorch_model.bin but no {WEIGHTS_FILE}; lmforge does not unpickle "
                 "weights: convert them to safetensors (save_pretrained(..., "
                 "safe_serialization=True) in transformers)"
             )
-        raise CheckpointError(f"{path}: no {WEIGHTS}; give a folder with the model's weights")
+        raise CheckpointError(f"{path}: no {WEIGHTS_FILE}; give a folder with the model's weights")
     try:
         return load_file(str(file))
     except (OSError, SafetensorError) as err:
@@ -351,14 +348,14 @@ def _load_weights(model: nn.Module, table: list[_Param], tensors: dict, path: Pa
                 continue
             absent = next(key for key in param.hf if key not in tensors)
             raise CheckpointError(
-                f"{path / WEIGHTS} lacks {absent!r} (lmforge's {param.name}); give the complete "
-                "checkpoint of this architecture"
+                f"{path / WEIGHTS_FILE} lacks {absent!r} (lmforge's {param.name}); give the "
+                "complete checkpoint of this architecture"
             )
         value = torch.cat([tensors.pop(key) for key in param.hf])
         value = value.T if param.transpose else value
         if value.shape != own[param.name].shape:
             raise CheckpointError(
-                f"{path / WEIGHTS}: {'+'.join(param.hf)} has shape {tuple(value.shape)}, but "
+                f"{path / WEIGHTS_FILE}: {'+'.join(param.hf)} has shape {tuple(value.shape)}, but "
                 f"config.json implies {tuple(own[param.name].shape)}; the files do not match"
             )
         state[param.name] = value.to(own[param.name].dtype)
@@ -387,13 +384,13 @@ def _check_leftovers(model: nn.Module, tensors: dict, state: dict, path: Path) -
             continue
         if key not in tied:
             raise CheckpointError(
-                f"{path / WEIGHTS}: cannot map weight {key!r} to lmforge's "
+                f"{path / WEIGHTS_FILE}: cannot map weight {key!r} to lmforge's "
                 f"{type(model).__name__}; the checkpoint has parts this architecture lacks"
             )
         if tied[key] is None or not torch.equal(value.to(tied[key].dtype), tied[key]):
             raise CheckpointError(
-                f"{path / WEIGHTS}: {key!r} differs from the tensor it is tied to; lmforge ties "
-                "the output layer to the word embeddings (an untied head cannot be mapped)"
+                f"{path / WEIGHTS_FILE}: {key!r} differs from the tensor it is tied to; lmforge "
+                "ties the output layer to the word embeddings (an untied head cannot be mapped)"
             )
 
 
@@ -404,16 +401,18 @@ def _bert_tokenizer(root: Path, path: Path, max_positions: int) -> Tokenizer:
         return load_tokenizer(path / LMFORGE_TOKENIZER)
     settings = _optional_json(path / "tokenizer_config.json")
     settings.update(_optional_json(path / "special_tokens_map.json"))
-    if (path / TOKENIZER).exists():
+    if (path / TOKENIZER_FILE).exists():
         try:
-            hf = HFTokenizer.from_file(str(path / TOKENIZER))
+            hf = HFTokenizer.from_file(str(path / TOKENIZER_FILE))
         except Exception as err:  # tokenizers raises a bare Exception for a bad file
-            raise CheckpointError(f"{path / TOKENIZER}: not a tokenizer file ({err})") from None
+            raise CheckpointError(
+                f"{path / TOKENIZER_FILE}: not a tokenizer file ({err})"
+            ) from None
     elif (path / "vocab.txt").exists():
         hf = _wordpiece_from_vocab(path / "vocab.txt", settings)
     else:
         raise CheckpointError(
-            f"{path}: no {TOKENIZER} or vocab.txt; give the tokenizer files of the checkpoint"
+            f"{path}: no {TOKENIZER_FILE} or vocab.txt; give the tokenizer files of the checkpoint"
         )
     specials = {}
     for role, key in _BERT_ROLES.items():
@@ -487,8 +486,8 @@ def export_hf(model: nn.Module, tokenizer: Tokenizer, folder: str | os.PathLike)
         )
     out = Path(folder)
     state = _hf_state(model, table, prefix)
-    atomic_write_bytes(out / WEIGHTS, safetensors_bytes(state, metadata={"format": "pt"}))
-    write_json(out / CONFIG, hf_config)
+    atomic_write_bytes(out / WEIGHTS_FILE, safetensors_bytes(state, metadata={"format": "pt"}))
+    write_json(out / CONFIG_FILE, hf_config)
     _write_hf_tokenizer(out, tokenizer, isinstance(model, BERT), model.config.max_seq_len)
     return out
 
@@ -584,9 +583,9 @@ def _write_hf_tokenizer(out: Path, tokenizer: Tokenizer, bert: bool, max_length:
     tokenizer.save(out / LMFORGE_TOKENIZER)
     hf = _hf_tokenizer(tokenizer, bert)
     if hf is not None:
-        atomic_write_text(out / TOKENIZER, hf.to_str())
+        atomic_write_text(out / TOKENIZER_FILE, hf.to_str())
     else:
-        (out / TOKENIZER).unlink(missing_ok=True)
+        (out / TOKENIZER_FILE).unlink(missing_ok=True)
     specials = _special_tokens(tokenizer)
     names = _BERT_ROLES if bert else {role: f"{role}_token" for role in specials}
     tokens = {name: specials[role] for role, name in names.items()}
@@ -621,127 +620,3 @@ def _hf_tokenizer(tokenizer: Tokenizer, bert: bool) -> HFTokenizer | None:
             special_tokens=[(BOS, tokenizer.token_to_id(BOS)), (EOS, tokenizer.token_to_id(EOS))],
         )
     return hf
-
-
-# ---------------------------------------------------------------------------------------------
-# lmforge model folders and sentence embeddings.
-
-
-def save_model_folder(folder: str | os.PathLike, model: nn.Module, tokenizer: Tokenizer) -> Path:
-    """Write an lmforge model folder (``config.json``, ``model.safetensors``,
-    ``tokenizer.json``) that ``lmforge.workflows.load_model`` reads, atomically per file."""
-    family = {BERT: "bert", GPT: "gpt"}.get(type(model))
-    if family is None:
-        raise ConfigError(f"cannot write a {type(model).__name__} as a bert or gpt model folder")
-    out = Path(folder)
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    atomic_write_bytes(out / WEIGHTS, safetensors_bytes(state))
-    tokenizer.save(out / TOKENIZER)
-    meta = {"family": family, "version": __version__, "config": config_to_dict(model.config)}
-    write_json(out / CONFIG, {**meta, "tokenizer": tokenizer.kind})
-    return out
-
-
-def load_encoder(path: str | os.PathLike) -> tuple[BERT, Tokenizer]:
-    """A BERT and its tokenizer from an lmforge model folder or a Hugging Face BERT folder.
-
-    Raises:
-        CheckpointError: no such folder, or a broken one.
-        ConfigError: the folder holds another family.
-    """
-    from lmforge.workflows import load_model  # workflows imports the trainer: only when needed
-
-    folder = Path(path)
-    if not folder.is_dir():
-        raise CheckpointError(
-            f"{folder}: no such model folder; give an lmforge bert folder or a Hugging Face "
-            "BERT-architecture folder"
-        )
-    config_file = _transformer_folder(folder) / CONFIG
-    if "family" in read_json(config_file, "model config"):
-        model, tokenizer, _ = load_model(folder)
-    else:
-        with warnings.catch_warnings():  # absent MLM/NSP heads do not matter for embeddings
-            warnings.simplefilter("ignore")
-            model, tokenizer = import_hf(folder)
-    if not isinstance(model, BERT):
-        raise ConfigError(
-            f"{folder} holds a {type(model).__name__} model; sentence embeddings need a "
-            "BERT-architecture encoder (lmforge bert or a Hugging Face BERT/MiniLM folder)"
-        )
-    return model, tokenizer
-
-
-def embed(
-    model: BERT,
-    tokenizer: Tokenizer,
-    sentences: Sequence[str],
-    batch_size: int = 32,
-    max_length: int | None = None,
-) -> np.ndarray:
-    """Sentence embeddings: mean of the last hidden vectors over real tokens, L2-normalised.
-
-    Each sentence (empty ones too) becomes [CLS] tokens [SEP] (``<s>`` ... ``</s>`` with an
-    lmforge tokenizer), truncated to ``max_length`` tokens. Sentences are batched longest first
-    so that a batch holds little padding (as sentence-transformers does).
-
-    Args:
-        model: a BERT (its mode is restored afterwards).
-        tokenizer: the model's tokenizer.
-        sentences: the texts.
-        batch_size: sentences per forward pass.
-        max_length: most tokens per sentence, markers included; default the tokenizer's
-            (sentence-transformers' max_seq_length) or the model's max_seq_len.
-
-    Returns:
-        (len(sentences), d_model) float32 array of unit vectors.
-    """
-    if batch_size < 1:
-        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-    limit = min(max_length or _tokenizer_limit(tokenizer), model.config.max_seq_len)
-    if limit < 2:
-        raise ConfigError(f"max_length must leave room for the two markers, got {limit}")
-    rows = [
-        r if len(r) <= limit else [*r[: limit - 1], r[-1]]
-        for r in tokenizer.encode_batch(sentences)
-    ]
-    order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
-    out = np.empty((len(rows), model.config.d_model), dtype=np.float32)
-    pad = tokenizer.pad_id if isinstance(tokenizer, PretrainedTokenizer) else PAD_ID
-    device = model.tok_emb.weight.device
-    training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for start in range(0, len(rows), batch_size):
-                chosen = order[start : start + batch_size]
-                ids, mask = _padded([rows[i] for i in chosen], pad, device)
-                vectors = l2_normalize(mean_pool(model.encode(ids, attention_mask=mask), mask))
-                out[chosen] = vectors.float().cpu().numpy()
-    finally:
-        model.train(training)
-    return out
-
-
-def _tokenizer_limit(tokenizer: Tokenizer) -> int:
-    if isinstance(tokenizer, PretrainedTokenizer) and tokenizer.max_length:
-        return tokenizer.max_length
-    return 1 << 30
-
-
-def _padded(rows: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, T) ids padded on the right with ``pad``, and the (B, T) mask of real tokens."""
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.bool)
-    for i, row in enumerate(rows):
-        ids[i, : len(row)] = torch.tensor(row)
-        mask[i, : len(row)] = True
-    return ids.to(device), mask.to(device)
-
-
-def save_embeddings(path: str | os.PathLike, vectors: np.ndarray) -> None:
-    """Write an .npy file atomically."""
-    buffer = io.BytesIO()
-    np.save(buffer, vectors, allow_pickle=False)
-    atomic_write_bytes(path, buffer.getvalue())

@@ -36,13 +36,14 @@ def get_family(name: str) -> Family:
 
 
 def family_of(model: object) -> Family:
-    """The registered family whose model class ``model`` is (a plain model, not a wrapper).
+    """The registered family of ``model`` (a plain model, not a wrapper): its model and config
+    classes are the family's.
 
     Raises:
         UnknownModelError: ``model`` is of no registered family.
     """
-    for family in FAMILIES.values():
-        if type(model) is family.model_class:
+    for family in FAMILIES.values():  # rnn, lstm and gru share a class, not a config class
+        if type(model) is family.model_class and type(model.config) is family.config_class:
             return family
     raise UnknownModelError(
         f"a {type(model).__name__} is not a model of a registered family "

@@ -27,10 +27,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from lmforge.config import check_dropout, check_int, require_vocab_size
+from lmforge.config import check_dropout, check_sizes, require_vocab_size
 from lmforge.errors import ConfigError
 from lmforge.models.family import Family
-from lmforge.nn.attention import MultiHeadAttention
+from lmforge.nn.attention import MultiHeadAttention, check_heads
+from lmforge.nn.layers import FeedForward, init_normal
+from lmforge.nn.protocol import max_seq_len_context, no_state, num_parameters, refusal
 
 __all__ = [
     "BERT",
@@ -73,14 +75,10 @@ class BertConfig:
     layer_norm_eps: float = 1e-12
 
     def __post_init__(self) -> None:
-        check_int("vocab_size", self.vocab_size, 0, " (0 = set from the tokenizer)")
-        for name in ("d_model", "n_layers", "n_heads", "d_ff", "max_seq_len", "type_vocab_size"):
-            check_int(name, getattr(self, name), 1)
-        if self.d_model % self.n_heads:
-            raise ConfigError(
-                f"d_model must be divisible by n_heads, got d_model={self.d_model} and "
-                f"n_heads={self.n_heads}; choose n_heads among the divisors of d_model"
-            )
+        check_sizes(
+            self, ("d_model", "n_layers", "n_heads", "d_ff", "max_seq_len", "type_vocab_size")
+        )
+        check_heads(self.d_model, self.n_heads)
         check_dropout(self.dropout)
         eps = self.layer_norm_eps
         if isinstance(eps, bool) or not isinstance(eps, int | float) or not 0 < eps < 1:
@@ -131,29 +129,15 @@ def l2_normalize(vectors: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
 # Modules.
 
 
-class FeedForward(nn.Module):
-    """Position-wise feed-forward network: Linear(d_model, d_ff) -> exact GELU -> Linear ->
-    dropout (BERT's "intermediate" and "output" dense layers)."""
-
-    def __init__(self, d_model: int, d_ff: int, dropout: float) -> None:
-        super().__init__()
-        self.fc = nn.Linear(d_model, d_ff)
-        self.proj = nn.Linear(d_ff, d_model)
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.proj(F.gelu(self.fc(x)))  # (B, T, d_model)
-        return self.dropout(y) if self.training else y
-
-
 class EncoderBlock(nn.Module):
-    """One post-LN encoder block: x = LN(x + Attn(x)), then x = LN(x + FFN(x))."""
+    """One post-LN encoder block: x = LN(x + Attn(x)), then x = LN(x + FFN(x)), the FFN a
+    ``FeedForward`` with exact GELU (BERT's "intermediate" and "output" dense layers)."""
 
     def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float, eps: float) -> None:
         super().__init__()
         self.attn = MultiHeadAttention(d_model, n_heads, dropout, bias=True, causal=False)
         self.ln_1 = nn.LayerNorm(d_model, eps=eps)
-        self.mlp = FeedForward(d_model, d_ff, dropout)
+        self.mlp = FeedForward(d_model, d_ff, dropout, F.gelu)
         self.ln_2 = nn.LayerNorm(d_model, eps=eps)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -200,21 +184,22 @@ class BertOutput:
 # The model.
 
 
+_NOT_CAUSAL = (
+    "BERT is a masked LM: it sees both sides of every token, so it has no {what}; use it to "
+    "fill masks or embed sentences (lmforge embed), and measure it by pseudo-perplexity"
+)
+
+
 class BERT(nn.Module):
     """BERT encoder with MLM and NSP heads. A family of the registry, but a masked LM: it has
     ``recurrent``, ``context_size``, ``init_state`` and ``num_parameters`` like the causal
-    families; ``log_probs``, ``step`` and ``generate`` raise ConfigError.
-
-    Raises:
-        ConfigError: ``config.vocab_size`` is still 0.
-    """
+    families; ``log_probs``, ``step`` and ``generate`` raise ConfigError."""
 
     recurrent = False
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
-        require_vocab_size(config)
-        self.config = c = config
+        self.config = c = require_vocab_size(config)
         self.tok_emb = nn.Embedding(c.vocab_size, c.d_model)
         self.pos_emb = nn.Embedding(c.max_seq_len, c.d_model)
         self.seg_emb = nn.Embedding(c.type_vocab_size, c.d_model)
@@ -227,26 +212,12 @@ class BERT(nn.Module):
         self.pooler = nn.Linear(c.d_model, c.d_model)
         self.mlm_head = MaskedLMHead(c.d_model, c.vocab_size, c.layer_norm_eps)
         self.nsp_head = nn.Linear(c.d_model, 2)
-        self._init_weights()
+        init_normal(self, std=0.02)  # BERT's: N(0, 0.02) weights, zero biases, LayerNorms 1, 0
 
-    def _init_weights(self) -> None:
-        """BERT's initialisation: N(0, 0.02) weights, zero biases, LayerNorms at identity."""
-        for module in self.modules():
-            if isinstance(module, nn.Linear | nn.Embedding):
-                nn.init.normal_(module.weight, mean=0.0, std=0.02)
-            if isinstance(module, nn.Linear):
-                nn.init.zeros_(module.bias)
-
-    @property
-    def context_size(self) -> int:
-        return self.config.max_seq_len
-
-    def init_state(self, batch_size: int, device: torch.device | str | None = None) -> None:
-        return None
-
-    def num_parameters(self) -> int:
-        """Number of parameters (the MLM decoder shares the word embedding: counted once)."""
-        return sum(p.numel() for p in self.parameters())
+    # The parts of the family protocol that several families share (lmforge.nn.protocol).
+    context_size = max_seq_len_context
+    init_state = no_state
+    num_parameters = num_parameters
 
     def encode(
         self,
@@ -302,20 +273,9 @@ class BERT(nn.Module):
         mlm_logits = self.mlm_logits(hidden) if mlm else None
         return BertOutput(hidden, pooled, self.nsp_head(pooled), mlm_logits)
 
-    def log_probs(self, inputs, targets, state=None):
-        raise ConfigError(_NOT_CAUSAL.format(what="left-to-right log-probabilities"))
+    log_probs = refusal(_NOT_CAUSAL.format(what="left-to-right log-probabilities"))
+    step = generate = refusal(_NOT_CAUSAL.format(what="generation"))
 
-    def step(self, ids, cache=None):
-        raise ConfigError(_NOT_CAUSAL.format(what="generation"))
-
-    def generate(self, prompt_ids, max_new_tokens, sampler, eos_id=None):
-        raise ConfigError(_NOT_CAUSAL.format(what="generation"))
-
-
-_NOT_CAUSAL = (
-    "BERT is a masked LM: it sees both sides of every token, so it has no {what}; use it to "
-    "fill masks or embed sentences (lmforge embed), and measure it by pseudo-perplexity"
-)
 
 # ---------------------------------------------------------------------------------------------
 # Losses and scores.
@@ -334,7 +294,7 @@ def pretraining_loss(
 
     Args:
         model: the BERT.
-        ids, segment_ids, attention_mask: (B, T) inputs (``lmforge.data.mlm.MLMTask`` batches).
+        ids, segment_ids, attention_mask: (B, T) inputs (``lmforge.train.tasks.MLMTask`` batches).
         mlm_labels: (B, T) original ids at the chosen positions, negative (-100) elsewhere.
         nsp_labels: (B,) 0 where B follows A, 1 where B is a random sentence.
 
@@ -387,4 +347,11 @@ FAMILY = Family(
     fitting="trainer",
     summary="bidirectional Transformer encoder (BERT): post-LN, masked-LM and NSP heads",
     causal=False,
+    task="mlm",
+    embeds=True,
+    tokenizer="wordpiece",
+    classifier="encoder",
+    finetune_lr=5e-5,  # Devlin et al. fine-tune at 2e-5 to 5e-5 (at 2e-4 MiniLM was unsteady)
+    dapt=(300, 1e-4),  # MiniLM on spam: 1,000 MLM steps did worse than 300 (RESULTS.md)
+    speed=(1_000, 22_893_116),  # all-MiniLM-L6-v2, domain pretraining and fine-tuning
 )

@@ -42,13 +42,14 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from lmforge.config import check_dropout, check_int, checked_cutoffs, require_vocab_size
+from lmforge.config import check_dropout, check_sizes, checked_cutoffs, require_vocab_size
 from lmforge.errors import ConfigError
 from lmforge.models.family import Family
-from lmforge.nn.layers import OutputHead
+from lmforge.nn.decoding import generate
+from lmforge.nn.layers import OutputHead, init_uniform
+from lmforge.nn.protocol import max_seq_len_context, no_state, num_parameters
 
 if TYPE_CHECKING:  # only needed for type hints
-    from lmforge.nn.sampling import Sampler
     from lmforge.tokenize import Tokenizer
 
 __all__ = [
@@ -80,8 +81,7 @@ class ElmoConfig:
         dropout: dropout on the embeddings, between layers and before the softmax.
         residual: add each layer's input to its output from the second layer on (the paper).
         tie_embeddings: the shared softmax reuses the embedding matrix (needs a full softmax).
-        adaptive_cutoffs: () for a full softmax, else increasing cluster boundaries of an
-            adaptive softmax (ids sorted by falling frequency), e.g. (2000, 6000).
+        adaptive_cutoffs: () for a full softmax, else an adaptive one's clusters (``OutputHead``).
     """
 
     vocab_size: int = 0
@@ -94,20 +94,13 @@ class ElmoConfig:
     adaptive_cutoffs: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        check_int("vocab_size", self.vocab_size, 0, " (0 until set from the tokenizer)")
-        check_int("d_model", self.d_model, 1)
-        check_int("n_layers", self.n_layers, 1)
-        check_int("max_seq_len", self.max_seq_len, 1)
+        check_sizes(self, ("d_model", "n_layers", "max_seq_len"))
         check_dropout(self.dropout)
         for name in ("residual", "tie_embeddings"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        object.__setattr__(self, "adaptive_cutoffs", checked_cutoffs(self.adaptive_cutoffs))
-        if self.tie_embeddings and self.adaptive_cutoffs:
-            raise ConfigError(
-                "tie_embeddings needs a full softmax; set adaptive_cutoffs to () or "
-                "tie_embeddings to false"
-            )
+        cutoffs = checked_cutoffs(self.adaptive_cutoffs, tied=self.tie_embeddings)
+        object.__setattr__(self, "adaptive_cutoffs", cutoffs)
 
     @property
     def d_output(self) -> int:
@@ -188,39 +181,27 @@ class ELMo(nn.Module):
     ``forward``, ``step`` and ``generate`` use the forward LM; ``log_probs`` averages both
     directions (see the module docstring); ``layer_states`` and ``embed`` give the contextual
     representations.
-
-    Raises:
-        ConfigError: ``config.vocab_size`` is still 0.
     """
 
     recurrent = False
 
     def __init__(self, config: ElmoConfig) -> None:
         super().__init__()
-        require_vocab_size(config)
-        self.config = config
-        c = config
+        self.config = c = require_vocab_size(config)
         self.tok_emb = nn.Embedding(c.vocab_size, c.d_model)
         self.forward_lm = LSTMStack(c.d_model, c.n_layers, c.dropout, c.residual)
         self.backward_lm = LSTMStack(c.d_model, c.n_layers, c.dropout, c.residual)
         self.drop = nn.Dropout(c.dropout)
         tie_to = self.tok_emb if c.tie_embeddings else None
         self.head = OutputHead(c.d_model, c.vocab_size, c.adaptive_cutoffs, tie_to)
-        for p in self.parameters():  # tied weights come once
-            nn.init.uniform_(p, -INIT_RANGE, INIT_RANGE)
+        init_uniform(self, INIT_RANGE)
         self.mix = ScalarMix(c.n_layers + 1)
         self.mix.requires_grad_(False)  # a downstream task's parameters, not the LM's
 
-    @property
-    def context_size(self) -> int:
-        return self.config.max_seq_len
-
-    def init_state(self, batch_size: int, device: torch.device | str | None = None) -> None:
-        return None
-
-    def num_parameters(self) -> int:
-        """Number of parameters of the biLM and the mix (a tied matrix counted once)."""
-        return sum(p.numel() for p in self.parameters())
+    # The parts of the family protocol that several families share (lmforge.nn.protocol).
+    context_size = max_seq_len_context
+    init_state = no_state
+    num_parameters = num_parameters  # of the biLM and the mix
 
     # -- the two language models ------------------------------------------------------------------
 
@@ -316,18 +297,7 @@ class ELMo(nn.Module):
         outputs, state = self.forward_lm(self.tok_emb(ids), cache)
         return self.head.logits(self.drop(outputs[-1][:, -1])), state
 
-    def generate(
-        self,
-        prompt_ids: torch.Tensor,
-        max_new_tokens: int,
-        sampler: Sampler,
-        eos_id: int | None = None,
-    ) -> torch.Tensor:
-        """(B, t) -> (B, t + max_new_tokens) from the forward LM, through
-        ``lmforge.nn.sampling.generate``."""
-        from lmforge.nn.sampling import generate
-
-        return generate(self, prompt_ids, max_new_tokens, sampler, eos_id=eos_id)
+    generate = generate  # lmforge.nn.decoding.generate, through ``step``: the forward LM
 
 
 @torch.no_grad()
@@ -370,4 +340,7 @@ FAMILY = Family(
     model_class=ELMo,
     fitting="trainer",
     summary="bidirectional LSTM LM with ELMo layer mixing (Peters et al. 2018)",
+    classifier="features",
+    finetune_lr=2e-4,
+    dapt=(1000, 3e-4),
 )

@@ -18,7 +18,13 @@ and an ``nn.Module`` built from it, with:
 - ``step(ids, cache=None) -> (logits, cache)``: generation; ids (B, t) are the prompt when
   cache is None, else the newest token(s); logits (B, V) of the next token.
 - ``generate(prompt_ids, max_new_tokens, sampler)``: (B, t) -> (B, t + max_new_tokens), through
-  ``lmforge.nn.sampling.generate``.
+  ``lmforge.nn.decoding.generate``.
+- ``num_parameters()``: the number of parameters, a shared (tied) tensor counted once.
+
+The parts that read the same in several families (``lmforge.nn.protocol``, and
+``lmforge.nn.decoding.generate``) are bound as class attributes, ``init_state = no_state``,
+rather than inherited. Building a model from a config whose ``vocab_size`` is still 0 raises
+ConfigError.
 """
 
 from __future__ import annotations
@@ -41,9 +47,27 @@ class Family:
         causal: True for left-to-right LMs, which answer ``log_probs`` and ``generate``; False
             for masked LMs (bert), which raise ConfigError there and are scored by
             pseudo-perplexity, and for encoder-decoders (``seq2seq`` below).
-        seq2seq: True for encoder-decoder families trained on (source, target) pairs
-            (``lmforge.data.pairs.PairsTask``) and decoded from a source (``seq2seq``,
-            ``rnn_seq2seq``; protocol in ``lmforge.models.seq2seq``); they are not causal LMs.
+        seq2seq: True for encoder-decoder families trained on (source, target) pairs and
+            decoded from a source (``seq2seq``, ``rnn_seq2seq``; protocol in
+            ``lmforge.models.seq2seq``); they are not causal LMs.
+        task: what the Trainer trains the family on (``lmforge.train.tasks.make_task``): "lm"
+            (next-token prediction on a token stream), "mlm" (masked LM + next-sentence
+            prediction) or "pairs" ((source, target) pairs).
+        tokenizer: the tokenizer kind a run trains when none is asked for (bert: "wordpiece");
+            None: the corpus's default (``lmforge.training.default_tokenizer``).
+        embeds: True for encoders whose mean-pooled states are sentence embeddings
+            (``lmforge.embed``: bert, MiniLM).
+        promptable: True for left-to-right LMs whose probabilities read only the past, so that
+            few-shot prompting can score a continuation (``lmforge.fewshot``); not elmo, whose
+            probabilities average a backward LM that reads the future.
+        classifier: how a pretrained model of the family becomes a text classifier: the name
+            of a recipe in ``lmforge.vertical.recipes.RECIPES`` ("causal": ``CausalClassifier``
+            trained with the auxiliary LM loss; "encoder": ``SequenceClassifier``; "features":
+            frozen features and logistic regression); None: no ``lmforge vertical`` base.
+        finetune_lr: the learning rate at which ``lmforge vertical`` fine-tunes it.
+        dapt: (steps, lr) of ``lmforge vertical``'s domain pretraining on its own objective.
+        speed: (training tokens/s on a 2-core CPU, parameters of the model measured), or None
+            where it was not measured.
     """
 
     name: str
@@ -53,3 +77,11 @@ class Family:
     summary: str
     causal: bool = True
     seq2seq: bool = False
+    task: str = "lm"
+    embeds: bool = False
+    tokenizer: str | None = None
+    promptable: bool = False
+    classifier: str | None = None
+    finetune_lr: float = 0.0
+    dapt: tuple[int, float] | None = None
+    speed: tuple[float, int] | None = None

@@ -26,12 +26,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from lmforge.config import checked_cutoffs, require_vocab_size
+from lmforge.config import check_dropout, check_sizes, checked_cutoffs, require_vocab_size
 from lmforge.errors import ConfigError
 from lmforge.models.family import Family
-from lmforge.nn.attention import KVCache, MultiHeadAttention
-from lmforge.nn.layers import AdaptiveInput, OutputHead
-from lmforge.nn.sampling import Sampler, generate
+from lmforge.nn.attention import KVCache, MultiHeadAttention, check_heads
+from lmforge.nn.decoding import generate
+from lmforge.nn.layers import AdaptiveInput, FeedForward, OutputHead, init_normal
+from lmforge.nn.protocol import max_seq_len_context, no_state, num_parameters
 
 __all__ = ["FAMILY", "GPT", "GPTCache", "GPTConfig"]
 
@@ -69,24 +70,9 @@ class GPTConfig:
     adaptive_cutoffs: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        if not _is_int(self.vocab_size) or self.vocab_size < 0:
-            raise ConfigError(
-                f"vocab_size must be an integer >= 0 (0 = set from the tokenizer), "
-                f"got {self.vocab_size!r}"
-            )
-        for name in ("d_model", "n_layers", "n_heads", "d_ff", "max_seq_len"):
-            value = getattr(self, name)
-            if not _is_int(value) or value < 1:
-                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
-        if self.d_model % self.n_heads:
-            raise ConfigError(
-                f"d_model must be divisible by n_heads, got d_model={self.d_model} and "
-                f"n_heads={self.n_heads}; choose n_heads among the divisors of d_model"
-            )
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, int | float):
-            raise ConfigError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"dropout must be a number in [0, 1), got {self.dropout!r}")
+        check_sizes(self, ("d_model", "n_layers", "n_heads", "d_ff", "max_seq_len"))
+        check_heads(self.d_model, self.n_heads)
+        check_dropout(self.dropout)
         for name in ("tie_embeddings", "bias"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -98,34 +84,13 @@ class GPTConfig:
         return self.d_model // self.n_heads
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 # ---------------------------------------------------------------------------------------------
 # Modules.
 
 
-class MLP(nn.Module):
-    """Position-wise feed-forward network: Linear(d_model, d_ff) -> GELU -> Linear -> dropout.
-
-    GELU(x) = x Φ(x) exactly (Hendrycks & Gimpel 2016), as nanoGPT; GPT-2 used the tanh
-    approximation, which differs by < 1e-3 and is twice as slow in PyTorch on CPU.
-    """
-
-    def __init__(self, d_model: int, d_ff: int, dropout: float, bias: bool = True) -> None:
-        super().__init__()
-        self.fc = nn.Linear(d_model, d_ff, bias=bias)
-        self.proj = nn.Linear(d_ff, d_model, bias=bias)
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.proj(F.gelu(self.fc(x)))  # (B, T, d_model)
-        return self.dropout(y) if self.training else y  # (eval: skip the call, it is per token)
-
-
 class Block(nn.Module):
-    """One pre-LN Transformer decoder block: x + Attn(LN(x)), then x + MLP(LN(x))."""
+    """One pre-LN Transformer decoder block: x + Attn(LN(x)), then x + MLP(LN(x)), the MLP a
+    ``FeedForward`` with exact GELU."""
 
     def __init__(
         self, d_model: int, n_heads: int, d_ff: int, dropout: float, bias: bool = True
@@ -134,7 +99,7 @@ class Block(nn.Module):
         self.ln_1 = nn.LayerNorm(d_model)
         self.attn = MultiHeadAttention(d_model, n_heads, dropout, bias=bias, causal=True)
         self.ln_2 = nn.LayerNorm(d_model)
-        self.mlp = MLP(d_model, d_ff, dropout, bias=bias)
+        self.mlp = FeedForward(d_model, d_ff, dropout, F.gelu, bias=bias)
 
     def forward(
         self, x: torch.Tensor, cache: KVCache | None = None
@@ -175,19 +140,13 @@ class GPTCache:
 
 class GPT(nn.Module):
     """Decoder-only Transformer language model, following the neural family protocol
-    (``lmforge.models.family``).
-
-    Raises:
-        ConfigError: ``config.vocab_size`` is still 0.
-    """
+    (``lmforge.models.family``)."""
 
     recurrent = False
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
-        require_vocab_size(config)
-        self.config = config
-        c = config
+        self.config = c = require_vocab_size(config)
         adaptive_tied = c.tie_embeddings and bool(c.adaptive_cutoffs)
         if not adaptive_tied:
             self.tok_emb = nn.Embedding(c.vocab_size, c.d_model)
@@ -208,26 +167,16 @@ class GPT(nn.Module):
     def _init_weights(self) -> None:
         """GPT-2 initialisation: N(0, 0.02) weights, zero biases, and the two projections that
         add into the residual stream scaled by 1/sqrt(2 * n_layers) (Radford et al. 2019, 2.3)."""
-        for module in self.modules():
-            if isinstance(module, nn.Linear | nn.Embedding):
-                nn.init.normal_(module.weight, mean=0.0, std=0.02)
-            if isinstance(module, nn.Linear) and module.bias is not None:
-                nn.init.zeros_(module.bias)
+        init_normal(self, std=0.02)
         residual_std = 0.02 / math.sqrt(2 * self.config.n_layers)
         for block in self.blocks:
             nn.init.normal_(block.attn.proj.weight, mean=0.0, std=residual_std)
             nn.init.normal_(block.mlp.proj.weight, mean=0.0, std=residual_std)
 
-    @property
-    def context_size(self) -> int:
-        return self.config.max_seq_len
-
-    def init_state(self, batch_size: int, device: torch.device | str | None = None) -> None:
-        return None
-
-    def num_parameters(self) -> int:
-        """Number of parameters, each shared tensor (the tied embedding) counted once."""
-        return sum(p.numel() for p in self.parameters())  # parameters() skips duplicates
+    # The parts of the family protocol that several families share (lmforge.nn.protocol).
+    context_size = max_seq_len_context
+    init_state = no_state
+    num_parameters = num_parameters
 
     def hidden_states(
         self, ids: torch.Tensor, start: int = 0, caches: list[KVCache] | None = None
@@ -307,15 +256,7 @@ class GPT(nn.Module):
         ]
         return GPTCache(like.new_empty(batch, capacity), layers)
 
-    def generate(
-        self,
-        prompt_ids: torch.Tensor,
-        max_new_tokens: int,
-        sampler: Sampler,
-        eos_id: int | None = None,
-    ) -> torch.Tensor:
-        """(B, t) prompt -> (B, t + max_new_tokens) ids (fewer when every row reached eos_id)."""
-        return generate(self, prompt_ids, max_new_tokens, sampler, eos_id=eos_id)
+    generate = generate  # lmforge.nn.decoding.generate(self, prompt_ids, max_new_tokens, sampler)
 
 
 FAMILY = Family(
@@ -324,4 +265,9 @@ FAMILY = Family(
     model_class=GPT,
     fitting="trainer",
     summary="decoder-only Transformer (GPT): causal self-attention, pre-LN, tied embeddings",
+    promptable=True,
+    classifier="causal",
+    finetune_lr=2e-4,
+    dapt=(1000, 3e-4),
+    speed=(5_000, 1_833_728),  # the default vertical base (4 x 128), RESULTS.md
 )

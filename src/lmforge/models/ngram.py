@@ -460,27 +460,29 @@ class NgramLM:
         """Sample up to ``max_new_tokens`` words after ``<s> + context``, stopping at ``</s>``.
 
         Each word is drawn from ``next_log_probs`` by ``lmforge.nn.sampling.sample_next``
-        (temperature 0 is greedy). ``<unk>`` can be drawn: it holds the unigram mass of the
-        unseen words.
+        (temperature 0 is greedy) in the neural families' loop, ``lmforge.nn.decoding``'s
+        ``decode_tokens``. ``<unk>`` can be drawn: it holds the unigram mass of the unseen words.
 
         Returns:
             The new words, without ``</s>``.
         """
         import torch
 
+        from lmforge.nn.decoding import decode_tokens
         from lmforge.nn.sampling import sample_next
 
         generator = None if seed is None else torch.Generator().manual_seed(seed)
-        words = list(context)
-        new: list[str] = []
-        for _ in range(max_new_tokens):
-            logp = torch.from_numpy(self.next_log_probs(words))[None]  # (1, V)
-            index = int(sample_next(logp, temperature, top_k, top_p, generator)[0])
-            if index == EOS_ID:
-                break
-            new.append(self.vocab[index])
-            words.append(self.vocab[index])
-        return new
+
+        def step(ids: torch.Tensor, words: list[str]) -> tuple[torch.Tensor, list[str]]:
+            words = [*words, *(self.vocab[i] for i in ids[0].tolist())]  # the newest word, if any
+            return torch.from_numpy(self.next_log_probs(words))[None], words  # (1, V)
+
+        def choose(logp: torch.Tensor, written: torch.Tensor) -> torch.Tensor:
+            return sample_next(logp, temperature, top_k, top_p, generator)
+
+        start = torch.empty(1, 0, dtype=torch.long)  # nothing new yet: the context is in words
+        ids = decode_tokens(step, start, list(context), max_new_tokens, choose, EOS_ID)
+        return [self.vocab[i] for i in ids[0].tolist() if i != EOS_ID]
 
     # -- ARPA ---------------------------------------------------------------------------------
 
@@ -546,4 +548,5 @@ FAMILY = Family(
     model_class=NgramLM,
     fitting="counting",
     summary="statistical n-gram LM, interpolated modified Kneser-Ney (KenLM lmplz exact)",
+    promptable=True,
 )

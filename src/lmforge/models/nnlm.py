@@ -24,19 +24,23 @@ padded with ``<s>``, so a window is read as if it started a sentence.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from lmforge.config import check_dropout, check_int, checked_cutoffs, require_vocab_size
+from lmforge.config import (
+    check_dropout,
+    check_int,
+    check_sizes,
+    checked_cutoffs,
+    require_vocab_size,
+)
 from lmforge.errors import ConfigError
 from lmforge.models.family import Family
+from lmforge.nn.decoding import generate
 from lmforge.nn.layers import OutputHead
-
-if TYPE_CHECKING:  # sampling imports lazily: it is only needed to generate
-    from lmforge.nn.sampling import Sampler
+from lmforge.nn.protocol import no_state, num_parameters
 from lmforge.tokenize import BOS_ID
 
 __all__ = ["NNLMConfig", "NNLM", "context_windows", "FAMILY"]
@@ -54,8 +58,7 @@ class NNLMConfig:
         d_hidden: h, the size of the tanh hidden layer; 0 for none.
         direct: direct connections W from the features to the output.
         dropout: dropout on the features and the hidden layer during training.
-        adaptive_cutoffs: () for a full softmax, else increasing cluster boundaries of an
-            adaptive softmax (ids sorted by falling frequency), e.g. (2000, 6000).
+        adaptive_cutoffs: () for a full softmax, else an adaptive one's clusters (``OutputHead``).
     """
 
     vocab_size: int = 0
@@ -67,9 +70,7 @@ class NNLMConfig:
     adaptive_cutoffs: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        check_int("vocab_size", self.vocab_size, 0, " (0 until set from the tokenizer)")
-        check_int("context", self.context, 1)
-        check_int("d_model", self.d_model, 1)
+        check_sizes(self, ("context", "d_model"))
         check_int("d_hidden", self.d_hidden, 0, " (0 for no hidden layer)")
         if not isinstance(self.direct, bool):
             raise ConfigError(f"direct must be true or false, got {self.direct!r}")
@@ -126,8 +127,7 @@ class NNLM(nn.Module):
 
     def __init__(self, config: NNLMConfig) -> None:
         super().__init__()
-        require_vocab_size(config)
-        self.config = config
+        self.config = require_vocab_size(config)
         self.embed = nn.Embedding(config.vocab_size, config.d_model)  # C
         self.hidden = nn.Linear(config.d_features, config.d_hidden) if config.d_hidden else None
         self.drop = nn.Dropout(config.dropout)
@@ -138,8 +138,10 @@ class NNLM(nn.Module):
     def context_size(self) -> int:
         return self.config.context
 
-    def init_state(self, batch_size: int, device: torch.device | str | None = None) -> None:
-        return None
+    # The parts of the family protocol that several families share (lmforge.nn.protocol).
+    init_state = no_state
+    num_parameters = num_parameters  # C, H, d, U, W, b
+    generate = generate  # lmforge.nn.decoding.generate(self, prompt_ids, max_new_tokens, sampler)
 
     def features(self, windows: torch.Tensor) -> torch.Tensor:
         """(..., context) ids -> (..., d_hidden [+ d_features]): [tanh(d + H x), x]."""
@@ -178,22 +180,6 @@ class NNLM(nn.Module):
         window = torch.cat([cache, ids.to(cache.dtype)], dim=1)[:, -n:]  # (B, context)
         return self.head.logits(self.features(window)), window
 
-    def generate(
-        self,
-        prompt_ids: torch.Tensor,
-        max_new_tokens: int,
-        sampler: Sampler,
-        eos_id: int | None = None,
-    ) -> torch.Tensor:
-        """(B, t) -> (B, t + max_new_tokens) through ``lmforge.nn.sampling.generate``."""
-        from lmforge.nn.sampling import generate
-
-        return generate(self, prompt_ids, max_new_tokens, sampler, eos_id=eos_id)
-
-    def num_parameters(self) -> int:
-        """Number of trainable numbers (C, H, d, U, W, b)."""
-        return sum(p.numel() for p in self.parameters())
-
 
 FAMILY = Family(
     name="nnlm",
@@ -201,4 +187,5 @@ FAMILY = Family(
     model_class=NNLM,
     fitting="trainer",
     summary="feed-forward neural LM over the n-1 previous tokens (Bengio et al. 2003)",
+    promptable=True,
 )

@@ -27,18 +27,17 @@ Trainer's config, not to this file.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from lmforge.config import check_dropout, check_int, checked_cutoffs, require_vocab_size
+from lmforge.config import check_dropout, check_sizes, checked_cutoffs, require_vocab_size
 from lmforge.errors import ConfigError
 from lmforge.models.family import Family
-from lmforge.nn.layers import OutputHead
-
-if TYPE_CHECKING:  # sampling imports lazily: it is only needed to generate
-    from lmforge.nn.sampling import Sampler
+from lmforge.nn.decoding import generate
+from lmforge.nn.layers import OutputHead, init_uniform
+from lmforge.nn.protocol import num_parameters
 
 __all__ = [
     "CELLS",
@@ -70,8 +69,7 @@ class RNNConfig:
         n_layers: number of stacked recurrent layers.
         dropout: dropout on the non-recurrent connections (Zaremba et al. 2014).
         tie_embeddings: the output layer reuses the embedding matrix (needs a full softmax).
-        adaptive_cutoffs: () for a full softmax, else increasing cluster boundaries of an
-            adaptive softmax (ids sorted by falling frequency), e.g. (2000, 6000).
+        adaptive_cutoffs: () for a full softmax, else an adaptive one's clusters (``OutputHead``).
     """
 
     family_cell: ClassVar[str | None] = None  # the cell a family's subclass requires
@@ -85,7 +83,7 @@ class RNNConfig:
     adaptive_cutoffs: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        check_int("vocab_size", self.vocab_size, 0, " (0 until set from the tokenizer)")
+        check_sizes(self, ("d_model", "n_layers"))
         if self.cell not in CELLS:
             raise ConfigError(f"cell must be one of {', '.join(CELLS)}; got {self.cell!r}")
         if self.family_cell is not None and self.cell != self.family_cell:
@@ -93,17 +91,11 @@ class RNNConfig:
                 f"cell must be {self.family_cell!r} in the {self.family_cell} family, got "
                 f"{self.cell!r}; use the {self.cell} family for that cell"
             )
-        check_int("d_model", self.d_model, 1)
-        check_int("n_layers", self.n_layers, 1)
         check_dropout(self.dropout)
         if not isinstance(self.tie_embeddings, bool):
             raise ConfigError(f"tie_embeddings must be true or false, got {self.tie_embeddings!r}")
-        object.__setattr__(self, "adaptive_cutoffs", checked_cutoffs(self.adaptive_cutoffs))
-        if self.tie_embeddings and self.adaptive_cutoffs:
-            raise ConfigError(
-                "tie_embeddings needs a full softmax; set adaptive_cutoffs to () or "
-                "tie_embeddings to false"
-            )
+        cutoffs = checked_cutoffs(self.adaptive_cutoffs, tied=self.tie_embeddings)
+        object.__setattr__(self, "adaptive_cutoffs", cutoffs)
 
 
 @dataclass(frozen=True)
@@ -153,19 +145,17 @@ class RecurrentLM(nn.Module):
 
     def __init__(self, config: RNNConfig) -> None:
         super().__init__()
-        require_vocab_size(config)
-        self.config = config
+        self.config = require_vocab_size(config)
         self.embed = nn.Embedding(config.vocab_size, config.d_model)
         self.drop = nn.Dropout(config.dropout)
         self.layers = recurrent_layers(config.cell, config.d_model, config.n_layers, config.dropout)
         tie_to = self.embed if config.tie_embeddings else None
         self.head = OutputHead(config.d_model, config.vocab_size, config.adaptive_cutoffs, tie_to)
-        for p in self.parameters():  # tied weights come once
-            nn.init.uniform_(p, -INIT_RANGE, INIT_RANGE)
+        init_uniform(self, INIT_RANGE)
 
-    @property
-    def context_size(self) -> int:
-        return 0
+    context_size = 0  # the state carries the context
+    num_parameters = num_parameters  # lmforge.nn.protocol: a tied matrix counted once
+    generate = generate  # lmforge.nn.decoding.generate(self, prompt_ids, max_new_tokens, sampler)
 
     def init_state(self, batch_size: int, device: torch.device | str | None = None) -> State:
         """Zeros: h (n_layers, B, d_model), or (h, c) for the LSTM."""
@@ -204,25 +194,9 @@ class RecurrentLM(nn.Module):
         out, state = self.hidden(ids, cache)
         return self.head.logits(out[:, -1]), state
 
-    def generate(
-        self,
-        prompt_ids: torch.Tensor,
-        max_new_tokens: int,
-        sampler: Sampler,
-        eos_id: int | None = None,
-    ) -> torch.Tensor:
-        """(B, t) -> (B, t + max_new_tokens) through ``lmforge.nn.sampling.generate``."""
-        from lmforge.nn.sampling import generate
-
-        return generate(self, prompt_ids, max_new_tokens, sampler, eos_id=eos_id)
-
-    def num_parameters(self) -> int:
-        """Number of trainable numbers (a tied matrix counted once)."""
-        return sum(p.numel() for p in self.parameters())
-
 
 def _family(name: str, config_class: type, summary: str) -> Family:
-    return Family(name, config_class, RecurrentLM, "trainer", summary)
+    return Family(name, config_class, RecurrentLM, "trainer", summary, promptable=True)
 
 
 FAMILY_RNN = _family("rnn", RNNLMConfig, "Elman recurrent LM (Mikolov et al. 2010)")

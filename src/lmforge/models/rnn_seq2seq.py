@@ -16,7 +16,7 @@ Simplified compared with Luong et al.: no input feeding (h~_{t-1} is not fed to 
 so the decoder LSTM runs over the whole target at once in training; one shared vocabulary and
 embedding for source and target; a bidirectional encoder whose two final states, concatenated,
 start the decoder layer by layer. It follows the encoder-decoder protocol of
-``lmforge.models.seq2seq`` and is decoded by the same ``greedy_decode`` and ``beam_search``.
+``lmforge.models.seq2seq`` and is decoded by the same decoders (``lmforge.nn.decoding``).
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from lmforge.config import check_dropout, check_int, require_vocab_size
+from lmforge.config import check_dropout, check_fraction, check_sizes, require_vocab_size
 from lmforge.errors import ConfigError
 from lmforge.models.family import Family
+from lmforge.nn.protocol import max_seq_len_context, no_state, num_parameters, refusal
 from lmforge.tokenize import PAD_ID
 
 __all__ = ["FAMILY", "RNNSeq2Seq", "RNNSeq2SeqConfig", "RNNSeq2SeqState", "luong_attention"]
@@ -60,19 +61,13 @@ class RNNSeq2SeqConfig:
     label_smoothing: float = 0.1
 
     def __post_init__(self) -> None:
-        check_int("vocab_size", self.vocab_size, 0, " (0 = set from the tokenizer)")
-        for name in ("d_model", "n_layers", "max_seq_len"):
-            check_int(name, getattr(self, name), 1)
+        check_sizes(self, ("d_model", "n_layers", "max_seq_len"))
         if self.d_model % 2:
             raise ConfigError(
                 f"d_model must be even (two encoder directions of d_model / 2), got {self.d_model}"
             )
         check_dropout(self.dropout)
-        smoothing = self.label_smoothing
-        if isinstance(smoothing, bool) or not isinstance(smoothing, int | float):
-            raise ConfigError(f"label_smoothing must be a number in [0, 1), got {smoothing!r}")
-        if not 0.0 <= smoothing < 1.0:
-            raise ConfigError(f"label_smoothing must be a number in [0, 1), got {smoothing!r}")
+        check_fraction("label_smoothing", self.label_smoothing)
 
 
 def luong_attention(
@@ -106,18 +101,13 @@ class RNNSeq2SeqState:
 
 
 class RNNSeq2Seq(nn.Module):
-    """LSTM encoder-decoder with Luong attention (see the module docstring).
-
-    Raises:
-        ConfigError: ``config.vocab_size`` is still 0.
-    """
+    """LSTM encoder-decoder with Luong attention (see the module docstring)."""
 
     recurrent = False
 
     def __init__(self, config: RNNSeq2SeqConfig) -> None:
         super().__init__()
-        require_vocab_size(config)
-        self.config = c = config
+        self.config = c = require_vocab_size(config)
         between = c.dropout if c.n_layers > 1 else 0.0
         self.embedding = nn.Embedding(c.vocab_size, c.d_model)
         self.encoder = nn.LSTM(
@@ -130,16 +120,10 @@ class RNNSeq2Seq(nn.Module):
         self.dropout = nn.Dropout(c.dropout)
         nn.init.normal_(self.embedding.weight, mean=0.0, std=c.d_model**-0.5)
 
-    @property
-    def context_size(self) -> int:
-        return self.config.max_seq_len
-
-    def init_state(self, batch_size: int, device: torch.device | str | None = None) -> None:
-        return None
-
-    def num_parameters(self) -> int:
-        """Number of parameters (the one embedding counted once)."""
-        return sum(p.numel() for p in self.parameters())
+    # The parts of the family protocol that several families share (lmforge.nn.protocol).
+    context_size = max_seq_len_context
+    init_state = no_state
+    num_parameters = num_parameters
 
     def _check_length(self, length: int) -> None:
         if length > self.config.max_seq_len:
@@ -197,17 +181,11 @@ class RNNSeq2Seq(nn.Module):
             state.source_mask.index_select(0, index),
         )
 
-    def log_probs(self, inputs, targets, state=None):
-        raise ConfigError(
-            "an rnn_seq2seq model is an encoder-decoder, not a causal LM; decode with "
-            "`lmforge generate MODEL --prompt SOURCE --beam 4`"
-        )
-
-    def generate(self, prompt_ids, max_new_tokens, sampler=None, eos_id=None):
-        raise ConfigError(
-            "an rnn_seq2seq model decodes a target from a source: use "
-            "lmforge.models.seq2seq.greedy_decode / beam_search"
-        )
+    log_probs = generate = refusal(
+        "an rnn_seq2seq model is an encoder-decoder, not a causal LM: it decodes a target from a "
+        "source; decode with lmforge.nn.decoding.greedy_decode / beam_search or "
+        "`lmforge generate MODEL --prompt SOURCE --beam 4`"
+    )
 
 
 FAMILY = Family(
@@ -218,4 +196,5 @@ FAMILY = Family(
     summary="LSTM encoder-decoder with Luong attention (baseline of seq2seq); trained on pairs",
     causal=False,
     seq2seq=True,
+    task="pairs",
 )

@@ -11,9 +11,9 @@ Paper: Vaswani et al., "Attention Is All You Need" (2017).
     logits = y_N E^T                                    (one embedding matrix, 3.4)
 
 Trained with label-smoothed cross-entropy (5.4, epsilon 0.1: ``label_smoothed_nll``); decoded
-greedily (``greedy_decode``) or by beam search with the length penalty of Wu et al. 2016
-(``beam_search``; the paper used beam 4, alpha 0.6), through the decoder's KV cache; every
-decoder can block repeated n-grams of its output or of the source (``Blocking``).
+through the decoder's KV cache by ``lmforge.nn.decoding``: greedily, by beam search with the
+length penalty of Wu et al. 2016 (the paper used beam 4, alpha 0.6), or by minimum-Bayes-risk
+over samples, each able to block repeated n-grams of its output or of the source.
 
 Simplified compared with the paper: one shared vocabulary and tokenizer for source and target (the
 paper shared a BPE vocabulary for English-German too); the Trainer's AdamW and warmup + cosine
@@ -24,46 +24,37 @@ LayerNorms to the input of each sub-layer with a final LayerNorm per stack ("pre
 Encoder-decoder protocol (also followed by ``rnn_seq2seq``; the Family has ``seq2seq=True``):
 ``forward(source, target_in) -> logits`` (B, S), (B, T) -> (B, T, V) with ``PAD_ID`` padding;
 ``start_decoding(source) -> state``; ``decode_step(tokens, state) -> (log_probs, state)`` with
-tokens (B,) and log-probs (B, V); ``reorder_state(state, index)`` for beam search. Such models are
-not causal LMs: ``log_probs`` and ``generate`` raise ConfigError.
+tokens (B,) and log-probs (B, V); ``reorder_state(state, index)`` for beam search; the decoders
+of ``lmforge.nn.decoding`` read only these. Such models are not causal LMs: ``log_probs`` and
+``generate`` raise ConfigError.
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from lmforge.config import check_dropout, check_int, require_vocab_size
+from lmforge.config import check_dropout, check_fraction, check_sizes, require_vocab_size
 from lmforge.errors import ConfigError
 from lmforge.models.family import Family
 from lmforge.nn.attention import KVCache, MultiHeadAttention
-from lmforge.tokenize import BOS_ID, EOS_ID, PAD_ID
+from lmforge.nn.layers import FeedForward
+from lmforge.nn.protocol import max_seq_len_context, no_state, num_parameters, refusal
+from lmforge.tokenize import PAD_ID
 
 __all__ = [
     "FAMILY",
-    "Blocking",
     "Seq2Seq",
     "Seq2SeqConfig",
     "Seq2SeqState",
-    "banned_tokens",
-    "beam_search",
-    "greedy_decode",
     "label_smoothed_nll",
-    "length_penalty",
-    "mbr_decode",
-    "mbr_select",
-    "sample_decode",
-    "sentence_bleu",
     "seq2seq_loss",
     "sinusoidal_positions",
     "source_padding_mask",
-    "source_tokens",
 ]
 
 
@@ -97,26 +88,20 @@ class Seq2SeqConfig:
     norm_first: bool = False
 
     def __post_init__(self) -> None:
-        check_int("vocab_size", self.vocab_size, 0, " (0 = set from the tokenizer)")
-        for name in ("d_model", "n_layers", "n_heads", "d_ff", "max_seq_len"):
-            check_int(name, getattr(self, name), 1)
+        check_sizes(self, ("d_model", "n_layers", "n_heads", "d_ff", "max_seq_len"))
         if self.d_model % self.n_heads or self.d_model % 2:
             raise ConfigError(
                 f"d_model must be even and divisible by n_heads, got d_model={self.d_model} and "
                 f"n_heads={self.n_heads}; choose an even d_model that n_heads divides"
             )
         check_dropout(self.dropout)
-        smoothing = self.label_smoothing
-        if isinstance(smoothing, bool) or not isinstance(smoothing, int | float):
-            raise ConfigError(f"label_smoothing must be a number in [0, 1), got {smoothing!r}")
-        if not 0.0 <= smoothing < 1.0:
-            raise ConfigError(f"label_smoothing must be a number in [0, 1), got {smoothing!r}")
+        check_fraction("label_smoothing", self.label_smoothing)
         if not isinstance(self.norm_first, bool):
             raise ConfigError(f"norm_first must be true or false, got {self.norm_first!r}")
 
 
 # ---------------------------------------------------------------------------------------------
-# Math: positions, masks, the loss, the length penalty.
+# Math: positions, masks, the loss.
 
 
 def sinusoidal_positions(length: int, d_model: int) -> torch.Tensor:
@@ -176,94 +161,8 @@ def seq2seq_loss(
     return label_smoothed_nll(model(source, target_in), target_out, epsilon)
 
 
-def length_penalty(length: int, alpha: float) -> float:
-    """lp(Y) = ((5 + |Y|) / 6)^alpha, Wu et al. 2016 (GNMT), eq. 14; 1 when alpha = 0."""
-    return ((5.0 + length) / 6.0) ** alpha
-
-
-def _ngram_counts(ids: Sequence[int], max_order: int) -> Counter:
-    """Counts of the 1- to max_order-grams of ``ids`` (tuples)."""
-    return Counter(
-        tuple(ids[i : i + n]) for n in range(1, max_order + 1) for i in range(len(ids) - n + 1)
-    )
-
-
-def sentence_bleu(hypothesis: Sequence[int], reference: Sequence[int], max_order: int = 4) -> float:
-    """BLEU of one hypothesis against one reference, in [0, 1], with add-one smoothing of the
-    2- to max_order-gram precisions ("BLEU+1", Lin & Och 2004) so that a short sentence without
-    a 4-gram match still scores above 0:
-
-        BLEU = BP * exp(mean_n log p_n),  p_1 = m_1 / h_1,  p_n = (m_n + 1) / (h_n + 1) for n > 1,
-        BP = min(1, exp(1 - |ref| / |hyp|)),
-
-    m_n: n-grams of the hypothesis also in the reference (clipped), h_n: its n-grams.
-    """
-    return _bleu_of_counts(
-        _ngram_counts(hypothesis, max_order),
-        len(hypothesis),
-        _ngram_counts(reference, max_order),
-        len(reference),
-        max_order,
-    )
-
-
-def _bleu_of_counts(hyp: Counter, hyp_len: int, ref: Counter, ref_len: int, max_order: int):
-    if hyp_len == 0:
-        return 0.0
-    matches, totals = [0] * max_order, [0] * max_order
-    for gram, count in hyp.items():
-        n = len(gram) - 1
-        totals[n] += count
-        matches[n] += min(count, ref.get(gram, 0))
-    if matches[0] == 0:
-        return 0.0
-    log_p = math.log(matches[0] / totals[0])
-    log_p += sum(math.log((matches[n] + 1) / (totals[n] + 1)) for n in range(1, max_order))
-    brevity = min(0.0, 1.0 - ref_len / hyp_len)
-    return math.exp(brevity + log_p / max_order)
-
-
-def mbr_select(samples: Sequence[Sequence[int]], max_order: int = 4) -> list[int]:
-    """Minimum-Bayes-risk choice among samples of a model (Kumar & Byrne 2004; Eikema & Aziz
-    2020): the sample with the highest expected ``sentence_bleu`` when the reference is drawn
-    from the model, estimated with the samples themselves as pseudo-references:
-
-        y* = argmax_{h in samples} (1 / N) sum_j BLEU(h, s_j).
-
-    Unlike the mode (beam search), this favours what the samples agree on, so a model whose
-    distribution is right but flat is not pushed to its most generic output. Ties go to the
-    first sample.
-    """
-    if not samples:
-        return []
-    unique = Counter(tuple(s) for s in samples)  # duplicates: one candidate, counted as weight
-    counts = {h: _ngram_counts(h, max_order) for h in unique}
-    best, best_score = None, -1.0
-    for h in unique:
-        score = sum(
-            weight * _bleu_of_counts(counts[h], len(h), counts[r], len(r), max_order)
-            for r, weight in unique.items()
-        )
-        if score > best_score:
-            best, best_score = h, score
-    return list(best)
-
-
 # ---------------------------------------------------------------------------------------------
 # Modules.
-
-
-class FeedForward(nn.Module):
-    """FFN(x) = W_2 ReLU(W_1 x + b_1) + b_2 (eq. 2), dropout on the output."""
-
-    def __init__(self, d_model: int, d_ff: int, dropout: float) -> None:
-        super().__init__()
-        self.fc = nn.Linear(d_model, d_ff)
-        self.proj = nn.Linear(d_ff, d_model)
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.proj(F.relu(self.fc(x))))  # (B, T, d_model)
 
 
 class EncoderLayer(nn.Module):
@@ -276,7 +175,7 @@ class EncoderLayer(nn.Module):
         self.norm_first = norm_first
         self.self_attn = MultiHeadAttention(d_model, n_heads, dropout, causal=False)
         self.ln_1 = nn.LayerNorm(d_model)
-        self.ffn = FeedForward(d_model, d_ff, dropout)
+        self.ffn = FeedForward(d_model, d_ff, dropout, F.relu)
         self.ln_2 = nn.LayerNorm(d_model)
 
     def forward(self, x: torch.Tensor, source_mask: torch.Tensor) -> torch.Tensor:
@@ -300,7 +199,7 @@ class DecoderLayer(nn.Module):
         self.ln_1 = nn.LayerNorm(d_model)
         self.cross_attn = MultiHeadAttention(d_model, n_heads, dropout, causal=False)
         self.ln_2 = nn.LayerNorm(d_model)
-        self.ffn = FeedForward(d_model, d_ff, dropout)
+        self.ffn = FeedForward(d_model, d_ff, dropout, F.relu)
         self.ln_3 = nn.LayerNorm(d_model)
 
     def forward(
@@ -362,18 +261,13 @@ def _select(cache: KVCache, index: torch.Tensor) -> KVCache:
 
 
 class Seq2Seq(nn.Module):
-    """Encoder-decoder Transformer with one tied embedding (see the module docstring).
-
-    Raises:
-        ConfigError: ``config.vocab_size`` is still 0.
-    """
+    """Encoder-decoder Transformer with one tied embedding (see the module docstring)."""
 
     recurrent = False
 
     def __init__(self, config: Seq2SeqConfig) -> None:
         super().__init__()
-        require_vocab_size(config)
-        self.config = c = config
+        self.config = c = require_vocab_size(config)
         self.embedding = nn.Embedding(c.vocab_size, c.d_model)
         self.register_buffer(
             "positions", sinusoidal_positions(c.max_seq_len, c.d_model), persistent=False
@@ -396,16 +290,10 @@ class Seq2Seq(nn.Module):
                 nn.init.zeros_(module.bias)
         nn.init.normal_(self.embedding.weight, mean=0.0, std=self.config.d_model**-0.5)
 
-    @property
-    def context_size(self) -> int:
-        return self.config.max_seq_len
-
-    def init_state(self, batch_size: int, device: torch.device | str | None = None) -> None:
-        return None
-
-    def num_parameters(self) -> int:
-        """Number of parameters (the one embedding counted once)."""
-        return sum(p.numel() for p in self.parameters())
+    # The parts of the family protocol that several families share (lmforge.nn.protocol).
+    context_size = max_seq_len_context
+    init_state = no_state
+    num_parameters = num_parameters
 
     def _embed(self, ids: torch.Tensor, start: int = 0) -> torch.Tensor:
         """(B, T) ids at positions start.. -> (B, T, d_model) sqrt(d_model) E[ids] + PE."""
@@ -474,247 +362,12 @@ class Seq2Seq(nn.Module):
             cross,
         )
 
-    def log_probs(self, inputs, targets, state=None):
-        raise ConfigError(
-            "a seq2seq model is an encoder-decoder, not a causal LM: it has no perplexity over a "
-            "token stream; score pairs with lmforge.data.pairs.PairsTask or decode with "
-            "`lmforge generate MODEL --prompt SOURCE --beam 4`"
-        )
-
-    def generate(self, prompt_ids, max_new_tokens, sampler=None, eos_id=None):
-        raise ConfigError(
-            "a seq2seq model decodes a target from a source: use "
-            "lmforge.models.seq2seq.greedy_decode / beam_search, or "
-            "`lmforge generate MODEL --prompt SOURCE --beam 4`"
-        )
-
-
-# ---------------------------------------------------------------------------------------------
-# Decoding: any model of the encoder-decoder protocol (seq2seq, rnn_seq2seq).
-
-
-def banned_tokens(prefix: Sequence[int], n: int, within: Sequence[int] | None = None) -> set[int]:
-    """Tokens that, appended to ``prefix``, would repeat an n-gram of ``within`` (by default of
-    the prefix itself): the n-gram blocking of Hugging Face's ``no_repeat_ngram_size`` (and,
-    with ``within`` the source, ``encoder_no_repeat_ngram_size``). n = 1 bans every token seen;
-    n = 0 bans nothing. ``</s>`` is never banned, so a hypothesis can always end."""
-    if n < 1 or len(prefix) < n - 1:
-        return set()
-    seen = list(prefix if within is None else within)
-    tail = list(prefix[len(prefix) - n + 1 :])  # the last n - 1 tokens ([] for n = 1)
-    out = {seen[i + n - 1] for i in range(len(seen) - n + 1) if seen[i : i + n - 1] == tail}
-    out.discard(EOS_ID)
-    return out
-
-
-@dataclass(frozen=True)
-class Blocking:
-    """Repeats a decoder may not write (``banned_tokens``): ``no_repeat_ngram`` n-grams of its
-    own output, ``source_no_repeat_ngram`` n-grams of the source (0 = allowed)."""
-
-    no_repeat_ngram: int = 0
-    source_no_repeat_ngram: int = 0
-
-    def __post_init__(self) -> None:
-        check_int("no_repeat_ngram", self.no_repeat_ngram, 0)
-        check_int("source_no_repeat_ngram", self.source_no_repeat_ngram, 0)
-
-    def __bool__(self) -> bool:
-        return bool(self.no_repeat_ngram or self.source_no_repeat_ngram)
-
-    def apply(
-        self, logp: torch.Tensor, prefixes: Sequence[Sequence[int]], sources: Sequence[list[int]]
-    ) -> torch.Tensor:
-        """(rows, V) log-probabilities with -inf at each row's banned next tokens (row r has
-        written ``prefixes[r]`` for source ``sources[r]``)."""
-        if not self:
-            return logp
-        rows, cols = [], []
-        for r, prefix in enumerate(prefixes):
-            banned = banned_tokens(prefix, self.no_repeat_ngram)
-            banned |= banned_tokens(prefix, self.source_no_repeat_ngram, sources[r])
-            rows += [r] * len(banned)
-            cols += sorted(banned)
-        if not rows:
-            return logp
-        index = (torch.tensor(rows, device=logp.device), torch.tensor(cols, device=logp.device))
-        return logp.index_put(index, torch.tensor(-math.inf, device=logp.device))
-
-
-def source_tokens(source: torch.Tensor) -> list[list[int]]:
-    """(B, S) padded source ids -> per row its tokens without padding and markers."""
-    return [[t for t in row if t not in (PAD_ID, BOS_ID, EOS_ID)] for row in source.tolist()]
-
-
-@torch.no_grad()
-def greedy_decode(
-    model: nn.Module,
-    source: torch.Tensor,
-    max_len: int | None = None,
-    blocking: Blocking = Blocking(),
-) -> list[list[int]]:
-    """The most likely next token at every step (of those ``blocking`` allows), for (B, S)
-    padded sources.
-
-    Returns:
-        per source, the target ids without ``<s>`` and ``</s>``, after at most ``max_len`` steps
-        (and at most the model's ``max_seq_len``).
-    """
-    return _decode_rows(model, source, max_len, lambda logp: logp.argmax(dim=-1), blocking)
-
-
-def _decode_rows(
-    model: nn.Module, source: torch.Tensor, max_len: int | None, choose, blocking: Blocking
-):
-    """One target per row of (B, S) sources, token by token: ``choose`` maps the (B, V)
-    log-probabilities (-inf where ``blocking`` bans a token) to the (B,) next tokens; rows that
-    ended keep ``</s>``. Returns per row the ids without ``<s>`` and ``</s>``, after at most
-    ``max_len`` (and ``max_seq_len``) steps."""
-    max_len = min(max_len or math.inf, model.config.max_seq_len)  # positions it can read
-    state = model.start_decoding(source)
-    tokens = torch.full((source.shape[0],), BOS_ID, dtype=torch.long, device=source.device)
-    done = torch.zeros_like(tokens, dtype=torch.bool)
-    sources = source_tokens(source) if blocking else []
-    out: list[list[int]] = [[] for _ in range(source.shape[0])]
-    for _ in range(max_len):
-        logp, state = model.decode_step(tokens, state)
-        tokens = choose(blocking.apply(logp, out, sources)).masked_fill(done, EOS_ID)  # (B,)
-        for row, token in zip(out, tokens.tolist(), strict=True):
-            if token != EOS_ID:  # a row that ended draws only </s> from here on
-                row.append(token)
-        done |= tokens == EOS_ID
-        if bool(done.all()):
-            break
-    return out
-
-
-@torch.no_grad()
-def beam_search(
-    model: nn.Module,
-    source: torch.Tensor,
-    beam_size: int = 4,
-    max_len: int | None = None,
-    alpha: float = 0.6,
-    blocking: Blocking = Blocking(),
-) -> list[list[int]]:
-    """Beam search (Sutskever et al. 2014; Wu et al. 2016's length penalty) for (B, S) sources.
-
-    Every source keeps ``beam_size`` live hypotheses; at each step the best ``2 * beam_size``
-    extensions are ranked, an extension by ``</s>`` among the first ``beam_size`` finishes a
-    hypothesis, scored log p(Y) / lp(|Y|) (``length_penalty``, |Y| counting ``</s>``), and the best
-    non-final ones live on. A source is done when ``beam_size`` hypotheses have finished (or at
-    ``max_len``, when the live ones are scored as they are). With beam_size 1 this is greedy.
-    Extensions ``blocking`` bans are never taken.
-
-    Returns:
-        per source, the best target's ids without ``<s>`` and ``</s>``.
-    """
-    if beam_size < 1:
-        raise ConfigError(f"beam_size must be an integer >= 1, got {beam_size!r}")
-    max_len = min(max_len or math.inf, model.config.max_seq_len)  # positions it can read
-    batch, k = source.shape[0], beam_size
-    state = model.start_decoding(source.repeat_interleave(k, dim=0))  # rows b * k + j
-    tokens = torch.full((batch * k,), BOS_ID, dtype=torch.long, device=source.device)
-    scores = torch.full((batch, k), -math.inf, device=source.device)
-    scores[:, 0] = 0.0  # the k beams start identical: expand only the first
-    prefixes: list[list[list[int]]] = [[[] for _ in range(k)] for _ in range(batch)]
-    finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch)]
-    sources = [row for row in source_tokens(source) for _ in range(k)] if blocking else []
-    for step in range(max_len):
-        logp, state = model.decode_step(tokens, state)  # (B * k, V)
-        logp = blocking.apply(logp, [p for beams in prefixes for p in beams], sources)
-        vocab = logp.shape[-1]
-        total = (scores.reshape(-1, 1) + logp.float()).view(batch, k * vocab)
-        top_scores, top_index = total.topk(min(2 * k, k * vocab), dim=1)  # (B, 2k)
-        top_scores, top_index = top_scores.tolist(), top_index.tolist()
-        rows, next_tokens, next_scores = [], [], []
-        for b in range(batch):
-            alive: list[tuple[int, int, float]] = []  # (beam, token, score)
-            if len(finished[b]) < k:
-                for rank, (score, flat) in enumerate(zip(top_scores[b], top_index[b], strict=True)):
-                    beam, token = divmod(flat, vocab)
-                    if score == -math.inf or len(alive) == k:
-                        break
-                    if token == EOS_ID:
-                        if rank < k:
-                            penalty = length_penalty(step + 1, alpha)
-                            finished[b].append((score / penalty, prefixes[b][beam]))
-                    else:
-                        alive.append((beam, token, score))
-            alive += [(0, PAD_ID, -math.inf)] * (k - len(alive))  # a done source: idle rows
-            prefixes[b] = [prefixes[b][beam] + [token] for beam, token, _ in alive]
-            rows += [b * k + beam for beam, _, _ in alive]
-            next_tokens += [token for _, token, _ in alive]
-            next_scores.append([score for _, _, score in alive])
-        if all(len(f) >= k for f in finished):
-            break
-        index = torch.tensor(rows, device=source.device)
-        state = model.reorder_state(state, index)
-        tokens = torch.tensor(next_tokens, device=source.device)
-        scores = torch.tensor(next_scores, device=source.device)
-    best = []
-    for b in range(batch):
-        candidates = list(finished[b])
-        if len(candidates) < k:  # ran out of steps: score the live hypotheses as they are
-            live = scores[b].tolist()
-            candidates += [
-                (s / length_penalty(len(p), alpha), p)
-                for s, p in zip(live, prefixes[b], strict=True)
-                if s > -math.inf
-            ]
-        best.append(max(candidates, key=lambda c: c[0])[1] if candidates else [])
-    return best
-
-
-@torch.no_grad()
-def sample_decode(
-    model: nn.Module,
-    source: torch.Tensor,
-    num_samples: int,
-    max_len: int | None = None,
-    temperature: float = 1.0,
-    generator: torch.Generator | None = None,
-    blocking: Blocking = Blocking(),
-) -> list[list[list[int]]]:
-    """``num_samples`` ancestral samples of a target for each of (B, S) padded sources: every
-    token drawn from the model's next-token distribution (its log-probabilities / temperature),
-    renormalised over the tokens ``blocking`` allows.
-
-    Returns:
-        per source, ``num_samples`` lists of target ids without ``<s>`` and ``</s>``.
-    """
-    if num_samples < 1 or temperature <= 0:
-        raise ConfigError(
-            f"sampling needs num_samples >= 1 and temperature > 0, got {num_samples!r} and "
-            f"{temperature!r}"
-        )
-
-    def draw(logp: torch.Tensor) -> torch.Tensor:
-        # Inverse-CDF sampling: one uniform per row (torch.multinomial, or Gumbel noise over the
-        # whole vocabulary, spends most of the decoding time drawing random numbers on a CPU).
-        cdf = torch.softmax(logp / temperature, dim=-1).cumsum(dim=-1)  # (rows, V)
-        u = torch.rand(cdf.shape[0], 1, generator=generator, device=cdf.device) * cdf[:, -1:]
-        return torch.searchsorted(cdf, u)[:, 0].clamp(max=cdf.shape[1] - 1)
-
-    many = source.repeat_interleave(num_samples, dim=0)
-    rows = _decode_rows(model, many, max_len, draw, blocking)
-    return [rows[b * num_samples : (b + 1) * num_samples] for b in range(source.shape[0])]
-
-
-def mbr_decode(
-    model: nn.Module,
-    source: torch.Tensor,
-    num_samples: int = 32,
-    max_len: int | None = None,
-    generator: torch.Generator | None = None,
-    temperature: float = 1.0,
-    blocking: Blocking = Blocking(),
-) -> list[list[int]]:
-    """Sampling-based minimum-Bayes-risk decoding: ``num_samples`` samples per source
-    (``sample_decode`` at ``temperature``, with ``blocking``), the one with the highest expected
-    BLEU against the others (``mbr_select``). Returns per source the chosen target's ids."""
-    samples = sample_decode(model, source, num_samples, max_len, temperature, generator, blocking)
-    return [mbr_select(per_source) for per_source in samples]
+    log_probs = generate = refusal(
+        "a seq2seq model is an encoder-decoder, not a causal LM: it has no perplexity over a "
+        "token stream and decodes a target from a source; score pairs with "
+        "lmforge.train.tasks.PairsTask, decode with lmforge.nn.decoding.greedy_decode / "
+        "beam_search or `lmforge generate MODEL --prompt SOURCE --beam 4`"
+    )
 
 
 FAMILY = Family(
@@ -726,4 +379,5 @@ FAMILY = Family(
     "label smoothing, beam search; trained on (source, target) pairs",
     causal=False,
     seq2seq=True,
+    task="pairs",
 )

@@ -28,7 +28,17 @@ __all__ = [
     "attention_reference",
     "cached_causal_mask",
     "causal_mask",
+    "check_heads",
 ]
+
+
+def check_heads(d_model: int, n_heads: int) -> None:
+    """Raise ConfigError unless ``n_heads`` >= 1 heads split ``d_model`` evenly."""
+    if n_heads < 1 or d_model % n_heads:
+        raise ConfigError(
+            f"d_model must be divisible by n_heads, got d_model={d_model} and n_heads={n_heads}; "
+            "choose n_heads among the divisors of d_model"
+        )
 
 
 def causal_mask(size: int, device: torch.device | str | None = None) -> torch.Tensor:
@@ -161,8 +171,7 @@ class MultiHeadAttention(nn.Module):
         self, d_model: int, n_heads: int, dropout: float, bias: bool = True, causal: bool = True
     ) -> None:
         super().__init__()
-        if n_heads < 1 or d_model % n_heads:
-            raise ConfigError(f"n_heads must divide d_model={d_model}, got n_heads={n_heads}")
+        check_heads(d_model, n_heads)
         self.d_model = d_model
         self.n_heads = n_heads
         self.head_dim = d_model // n_heads

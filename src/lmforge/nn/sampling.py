@@ -1,9 +1,9 @@
 """Choosing the next token: greedy, temperature, top-k and top-p (nucleus) sampling.
 
-``sample_next`` is a pure function of the logits and an explicit ``torch.Generator``; ``Sampler``
-bundles its settings as a validated, frozen config; ``generate`` is the one decoding loop every
-neural family's ``generate`` goes through (``model.step(ids, cache)``, see
-``lmforge.models.family``).
+``sample_next`` is the one rule every decoder picks a token by (causal generation, the
+encoder-decoders' greedy and sampled decoding, the n-gram model's sampling): a pure function of
+the scores and an explicit ``torch.Generator``. ``Sampler`` bundles its settings as a validated,
+frozen config. The loops that call it are in ``lmforge.nn.decoding``.
 """
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 
 from lmforge.errors import ConfigError
 
-__all__ = ["Sampler", "generate", "sample_next"]
+__all__ = ["Sampler", "sample_next"]
 
 
 def sample_next(
@@ -55,8 +54,22 @@ def sample_next(
         drop_sorted = mass_before >= top_p  # the nucleus already holds top_p without this token
         drop = drop_sorted.scatter(-1, order, drop_sorted)  # back to vocabulary order
         logits = logits.masked_fill(drop, float("-inf"))
-    probs = logits.softmax(dim=-1)  # (B, V)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    return _inverse_cdf_draw(logits.softmax(dim=-1), generator)
+
+
+def _inverse_cdf_draw(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """One token per row of (B, V) probabilities by inverse-CDF sampling: the first token whose
+    cumulative probability reaches u ~ U(0, total). One uniform per row: ``torch.multinomial``
+    (or Gumbel noise) draws one per vocabulary entry, which dominates decoding time on a CPU when
+    many rows are sampled (minimum-Bayes-risk decoding). Tokens of probability 0 are never drawn.
+
+    Returns:
+        (B,) int64 token ids.
+    """
+    cdf = probs.cumsum(dim=-1)  # (B, V), non-decreasing
+    u = torch.rand(cdf.shape[0], 1, generator=generator, device=cdf.device) * cdf[:, -1:]
+    u = u.clamp(min=torch.finfo(u.dtype).tiny)  # u = 0 would pick a leading zero
+    return torch.searchsorted(cdf, u)[:, 0].clamp(max=cdf.shape[1] - 1)
 
 
 @dataclass(frozen=True)
@@ -97,71 +110,3 @@ class Sampler:
     def __call__(self, logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """(B, V) logits -> (B,) next token ids."""
         return sample_next(logits, self.temperature, self.top_k, self.top_p, generator)
-
-
-def generate(
-    model: nn.Module,
-    prompt_ids: torch.Tensor,
-    max_new_tokens: int,
-    sampler: Sampler,
-    eos_id: int | None = None,
-) -> torch.Tensor:
-    """Extend each prompt by up to ``max_new_tokens`` tokens, one ``model.step`` per token.
-
-    The first step reads the whole prompt (cache None); each later step reads only the newest
-    token and the model's cache. Once a row has produced ``eos_id`` it is padded with ``eos_id``;
-    the loop stops early when every row has.
-
-    Args:
-        model: a neural family's model (``step(ids, cache) -> (logits (B, V), cache)``).
-        prompt_ids: (B, t) int64 prompt, t >= 1.
-        max_new_tokens: how many tokens to add, >= 0.
-        sampler: how to pick each token; its seed makes the result reproducible.
-        eos_id: the end-of-sequence id, or None to always produce max_new_tokens.
-
-    Returns:
-        (B, t + n) int64 ids, n = max_new_tokens unless every row ended early.
-    """
-    if prompt_ids.dim() != 2 or prompt_ids.shape[1] == 0:
-        raise ConfigError(f"prompt_ids must be (batch, length >= 1), got {tuple(prompt_ids.shape)}")
-    if max_new_tokens < 0:
-        raise ConfigError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-    generator = None
-    if sampler.seed is not None:
-        generator = torch.Generator(device=prompt_ids.device).manual_seed(sampler.seed)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            out = _decode(model, prompt_ids, max_new_tokens, sampler, generator, eos_id)
-    finally:
-        model.train(was_training)
-    return out.clone()  # a normal tensor, usable outside inference mode (e.g. to train on)
-
-
-def _decode(
-    model: nn.Module,
-    prompt_ids: torch.Tensor,
-    max_new_tokens: int,
-    sampler: Sampler,
-    generator: torch.Generator | None,
-    eos_id: int | None,
-) -> torch.Tensor:
-    """The decoding loop of :func:`generate`, writing into one preallocated (B, t + n) tensor."""
-    batch, start = prompt_ids.shape
-    out = prompt_ids.new_empty(batch, start + max_new_tokens)
-    out[:, :start] = prompt_ids
-    if max_new_tokens == 0:
-        return out
-    finished = None if eos_id is None else torch.zeros(batch, dtype=torch.bool, device=out.device)
-    logits, cache = model.step(prompt_ids, None)  # (B, V)
-    for i in range(max_new_tokens):
-        next_ids = sampler(logits, generator)  # (B,)
-        if finished is not None:
-            next_ids = next_ids.masked_fill(finished, eos_id)
-            finished |= next_ids == eos_id
-        out[:, start + i] = next_ids
-        if i + 1 == max_new_tokens or (finished is not None and bool(finished.all())):
-            return out[:, : start + i + 1]
-        logits, cache = model.step(out[:, start + i : start + i + 1], cache)
-    return out

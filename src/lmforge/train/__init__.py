@@ -1,4 +1,4 @@
-"""The one Trainer for every neural family, and its schedules."""
+"""The one Trainer for every neural family, its schedules, and the tasks it trains on."""
 
 from lmforge.train.trainer import TrainConfig, Trainer, TrainResult
 

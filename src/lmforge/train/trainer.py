@@ -1,15 +1,13 @@
 """The one Trainer for every neural family.
 
 It knows nothing about a family beyond the protocol in ``lmforge.models.family``. What it trains
-on is a *task* (``Task``): batches, the loss of a batch, and validation metrics. The default task,
-``LMTask``, is language modelling: batching comes from ``model.recurrent`` (random windows, or
-parallel rows with a carried state for truncated BPTT), the loss is
-``-model.log_probs(inputs, targets, state).mean()``. Other objectives (BERT's MLM + NSP,
-sequence-to-sequence pairs, classification fine-tuning) are other tasks. The Trainer owns the
-loop, AdamW or SGD, warmup + cosine or divide-on-plateau schedules, gradient accumulation and
-clipping, bf16 autocast (for GPUs), evaluation, early stopping, atomic checkpoints with exact
-resume, progress, ``metrics.jsonl``, and data parallelism under ``torchrun`` (gloo on CPU, nccl
-on GPU).
+on is a *task* (``lmforge.train.tasks.Task``): batches, the loss of a batch, and validation
+metrics. The default task, ``LMTask``, is language modelling on a token stream; BERT's MLM + NSP,
+sequence-to-sequence pairs and classification fine-tuning are the other tasks of
+``lmforge.train.tasks`` (``make_task`` builds a family's own). The Trainer owns the loop, AdamW
+or SGD, warmup + cosine or divide-on-plateau schedules, gradient accumulation and clipping, bf16
+autocast (for GPUs), evaluation, early stopping, atomic checkpoints with exact resume, progress,
+``metrics.jsonl``, and data parallelism under ``torchrun`` (gloo on CPU, nccl on GPU).
 """
 
 from __future__ import annotations
@@ -20,29 +18,21 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 from torch import nn
 from tqdm import tqdm
 
-from lmforge.checkpoint import read_json, write_json
-from lmforge.data.batching import StreamBatches, WindowBatches
+from lmforge.checkpoint import WEIGHTS_FILE, atomic_write_bytes, read_json, write_json
 from lmforge.errors import CheckpointError, ConfigError
-from lmforge.evaluate import evaluate_model
 from lmforge.train.schedules import Plateau, warmup_cosine
+from lmforge.train.tasks import LMTask, Task
 
-__all__ = [
-    "LMTask",
-    "Task",
-    "TrainConfig",
-    "TrainResult",
-    "Trainer",
-    "lm_loss",
-]
+__all__ = ["TrainConfig", "TrainResult", "Trainer"]
 
-WEIGHTS, STATE_DIR, METRICS = "model.safetensors", "trainer_state", "metrics.jsonl"
+STATE_DIR, METRICS = "trainer_state", "metrics.jsonl"
 
 
 @dataclass(frozen=True)
@@ -124,80 +114,6 @@ class TrainResult:
         return math.exp(self.best_valid_loss)
 
 
-def lm_loss(model: nn.Module, inputs, targets, state=None):
-    """Mean negative log-likelihood per target token, and the new state."""
-    logp, state = model.log_probs(inputs, targets, state)
-    return -logp.mean(), state
-
-
-class Task(Protocol):
-    """What the Trainer trains on.
-
-    A batch is a tuple of tensors whose first dimension is the example (the Trainer slices rows
-    for data parallelism and gradient accumulation).
-    """
-
-    def batch(self, step: int) -> tuple[tuple[torch.Tensor, ...], bool]:
-        """The batch of training step ``step`` (deterministic in step), and whether a carried
-        recurrent state must restart there."""
-        ...
-
-    def loss(self, model: nn.Module, batch: tuple[torch.Tensor, ...], state=None):
-        """(scalar loss to minimise, new carried state or None)."""
-        ...
-
-    def tokens(self, batch: tuple[torch.Tensor, ...]) -> int:
-        """How many tokens the batch holds (for tokens/s)."""
-        ...
-
-    def evaluate(self, model: nn.Module, max_tokens: int = 0) -> dict[str, float] | None:
-        """Validation metrics with a ``"valid_loss"`` (lower is better) to select and stop on;
-        None when there is no validation data."""
-        ...
-
-
-class LMTask:
-    """Next-token prediction on a token stream: the default task of the Trainer."""
-
-    def __init__(
-        self,
-        model: nn.Module,
-        config: TrainConfig,
-        train_stream: torch.Tensor,
-        valid_stream: torch.Tensor | None = None,
-    ) -> None:
-        self.valid_stream = valid_stream
-        if model.recurrent:
-            self.batches = StreamBatches(train_stream, config.batch_size, config.seq_len)
-        else:
-            limit = getattr(model.config, "max_seq_len", None)
-            if limit and config.seq_len != limit:
-                raise ConfigError(
-                    f"seq_len ({config.seq_len}) must equal the model's max_seq_len ({limit}): "
-                    "positions beyond seq_len would never be trained"
-                )
-            self.batches = WindowBatches(
-                train_stream, config.batch_size, config.seq_len, config.seed
-            )
-
-    def batch(self, step: int) -> tuple[tuple[torch.Tensor, ...], bool]:
-        inputs, targets, reset = self.batches.batch(step)
-        return (inputs, targets), reset
-
-    def loss(self, model: nn.Module, batch: tuple[torch.Tensor, ...], state=None):
-        inputs, targets = batch
-        return lm_loss(model, inputs, targets, state)
-
-    def tokens(self, batch: tuple[torch.Tensor, ...]) -> int:
-        return batch[1].numel()
-
-    def evaluate(self, model: nn.Module, max_tokens: int = 0) -> dict[str, float] | None:
-        if self.valid_stream is None:
-            return None
-        nll, count = evaluate_model(model, self.valid_stream, max_tokens=max_tokens)
-        return {"valid_loss": nll / count, "valid_ppl": math.exp(nll / count)}
-
-
 class _LossModule(nn.Module):
     """The task's loss as a module's forward, so DDP and torch.compile see the whole step."""
 
@@ -231,8 +147,8 @@ class Trainer:
         out_dir: folder for ``model.safetensors``, ``trainer_state/`` and ``metrics.jsonl``;
             the caller writes ``config.json`` and ``tokenizer.json`` there.
         progress: show a progress bar (rank 0 only).
-        task: what to train on (``Task``); default ``LMTask(model, config, train_stream,
-            valid_stream)``.
+        task: what to train on (``lmforge.train.tasks``; ``make_task`` builds a family's own);
+            default ``LMTask(model, config, train_stream, valid_stream)``.
     """
 
     def __init__(
@@ -424,7 +340,7 @@ class Trainer:
         if self.best_weights is not None:
             self.model.load_state_dict(self.best_weights)
         if self.out_dir and self.rank == 0:
-            _save_weights(self.model.state_dict(), self.out_dir / WEIGHTS)
+            _save_weights(self.model.state_dict(), self.out_dir / WEIGHTS_FILE)
 
     def _save_state(self) -> None:
         if not self.out_dir or self.rank != 0:
@@ -453,7 +369,7 @@ class Trainer:
             "train_config": asdict(self.config),
         }
         write_json(state_dir / "trainer.json", meta)  # written last: marks a complete checkpoint
-        _save_weights(self.model.state_dict(), self.out_dir / WEIGHTS)
+        _save_weights(self.model.state_dict(), self.out_dir / WEIGHTS_FILE)
 
     def _load_state(self) -> None:
         if not self.out_dir:
@@ -534,10 +450,8 @@ def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
 
 def _save_weights(tensors: dict[str, torch.Tensor], path: Path) -> None:
     """safetensors, written atomically; shared (tied) tensors are stored once per name."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.detach().contiguous().cpu().clone() for k, v in tensors.items()}, str(tmp))
-    os.replace(tmp, path)
+    plain = {k: v.detach().contiguous().cpu().clone() for k, v in tensors.items()}
+    atomic_write_bytes(path, safetensors_bytes(plain))
 
 
 def _flatten_optimizer(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]:

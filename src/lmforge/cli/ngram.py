@@ -1,0 +1,129 @@
+"""``lmforge ngram``: estimate, evaluate and score the n-gram model, as KenLM's lmplz and query."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from lmforge.cli.common import add_tokenizer_flags, say
+from lmforge.config import add_config_flags, build_config, config_to_dict, read_config_file
+from lmforge.data import BUILTIN_CORPORA, load_corpus, read_texts
+from lmforge.evaluate import tokenize_lines
+from lmforge.folders import save_model
+from lmforge.models.ngram import KENLM_FALLBACK, LN10, NgramConfig
+from lmforge.training import DEFAULT_TOKENIZERS
+from lmforge.workflows import evaluate_ngram, load_ngram, train_ngram
+
+
+def add_commands(commands) -> None:
+    ngram = commands.add_parser("ngram", help="statistical n-gram LM (modified Kneser-Ney)")
+    ngram_commands = ngram.add_subparsers(title="ngram commands", required=True)
+
+    train = ngram_commands.add_parser(
+        "train", help="estimate a model on a text file or corpus, write ARPA / a model folder"
+    )
+    source = train.add_mutually_exclusive_group(required=True)
+    source.add_argument("--text", help="training text: every line is a sentence (as lmplz)")
+    source.add_argument("--corpus", help=f"built-in ({', '.join(BUILTIN_CORPORA)}) or a path")
+    train.add_argument("--arpa", help="write the model as this ARPA file")
+    train.add_argument("--out", help="write a model folder (model.arpa, config.json, tokenizer)")
+    train.add_argument("--config", help="JSON or TOML file with NgramConfig settings")
+    add_config_flags(train, NgramConfig)
+    add_tokenizer_flags(train)
+    train.add_argument("--quiet", action="store_true", help="no progress lines")
+    train.set_defaults(run=run_ngram_train)
+
+    evaluate = ngram_commands.add_parser("eval", help="perplexity of a text, as KenLM's query")
+    evaluate.add_argument("model", help="an .arpa file or a model folder")
+    target = evaluate.add_mutually_exclusive_group(required=True)
+    target.add_argument("--text", help="text file: every line is a sentence")
+    target.add_argument("--corpus", help="built-in corpus or path; see --split")
+    evaluate.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.set_defaults(run=run_ngram_eval)
+
+    score = ngram_commands.add_parser("score", help="log10 probability of one sentence")
+    score.add_argument("model", help="an .arpa file or a model folder")
+    score.add_argument("sentence", help="the sentence (</s> is scored too)")
+    score.add_argument("--json", action="store_true", help="print one JSON object")
+    score.set_defaults(run=run_ngram_score)
+
+
+def run_ngram_train(args: argparse.Namespace) -> int:
+    file_values = read_config_file(args.config) if args.config else {}
+    flags = vars(args).copy()
+    if flags.get("discount_fallback") == []:  # the bare flag means KenLM's values
+        flags["discount_fallback"] = KENLM_FALLBACK
+    config = build_config(NgramConfig, file_values, flags)
+    corpus = load_corpus(args.corpus) if args.corpus else None
+    lines = corpus.train if corpus else read_texts(args.text)
+    name = corpus.name if corpus else Path(args.text).stem
+    kind = args.tokenizer or DEFAULT_TOKENIZERS.get(name if corpus else "", "none")
+    say(args, f"lmforge ngram train: {name}, tokenizer {kind}, {config_to_dict(config)}")
+    start = time.perf_counter()
+    model, tokenizer = train_ngram(
+        lines,
+        config,
+        tokenizer_kind=None if kind == "none" else kind,
+        vocab_size=args.vocab_size,
+        rare_threshold=args.rare_threshold,
+        progress=not args.quiet,
+    )
+    seconds = time.perf_counter() - start
+    counts = ", ".join(f"{n}-grams {c:,}" for n, c in enumerate(model.ngram_counts, start=1))
+    print(f"trained order {config.order} on {name} in {seconds:.1f}s: {counts}")
+    info: dict = {"corpus": name, "train_seconds": round(seconds, 3)}
+    if corpus:
+        for split in ("valid", "test"):
+            result = evaluate_ngram(model, tokenizer, corpus.split(split))
+            info[f"{split}_ppl"] = result.perplexity
+            print(_describe(f"{split} perplexity", result))
+    out = args.out
+    if not args.arpa and not out:
+        out = f"runs/ngram-{name}-o{config.order}"
+    if args.arpa:
+        model.save_arpa(args.arpa)
+        print(f"wrote {args.arpa}")
+    if out:
+        save_model(out, model, tokenizer, **info)
+        print(f"wrote {out}/ (model.arpa, config.json{', tokenizer.json' if tokenizer else ''})")
+    return 0
+
+
+def run_ngram_eval(args: argparse.Namespace) -> int:
+    model, tokenizer = load_ngram(args.model)
+    lines = load_corpus(args.corpus).split(args.split) if args.corpus else read_texts(args.text)
+    result = evaluate_ngram(model, tokenizer, lines)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        print(_describe("perplexity", result))
+    return 0
+
+
+def run_ngram_score(args: argparse.Namespace) -> int:
+    model, tokenizer = load_ngram(args.model)
+    tokens = tokenize_lines([args.sentence], tokenizer)[0]
+    logp, oov = model.token_log_probs([tokens])
+    log10 = (logp / LN10).tolist()
+    words = [*tokens, "</s>"]
+    if args.json:
+        print(
+            json.dumps(
+                {"tokens": words, "log10_probs": log10, "oov": oov.tolist(), "total": sum(log10)}
+            )
+        )
+        return 0
+    for word, lp, unknown in zip(words, log10, oov.tolist(), strict=True):
+        print(f"{word}\t{lp:.6f}{'  (OOV)' if unknown else ''}")
+    print(f"Total: {sum(log10):.6f}")
+    return 0
+
+
+def _describe(what: str, result) -> str:
+    return (
+        f"{what} {result.perplexity:.2f} (excluding OOVs {result.perplexity_excluding_oov:.2f}; "
+        f"{result.oov:,} OOVs, {result.tokens:,} tokens with </s>)"
+    )

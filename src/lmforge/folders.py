@@ -1,0 +1,241 @@
+"""The one owner of model folders: what a folder holds is decided here, once.
+
+A model folder holds ``config.json`` (the record: ``family``, ``version``, the model ``config``
+and what the writer adds, such as ``train_config``, ``corpus``, a classifier's ``task`` and
+``labels``, or the heads an import left random, ``fresh_heads``), the weights
+(``model.safetensors``, or ``model.arpa`` for a counted family) and ``tokenizer.json``.
+
+* ``save_model(folder, model, tokenizer, **record)`` writes any registered family or a
+  fine-tuned classifier, every file atomically, ``config.json`` last.
+* ``load_model(path)`` reads ``config.json`` once and returns the right object: any registered
+  family (ARPA or safetensors, as the registry says), a fine-tuned classifier, an ARPA file, or a
+  Hugging Face folder imported in memory.
+* ``write_record`` starts a folder that the Trainer fills with weights as it trains.
+
+Every command, library call and the server load and save model folders through this module;
+nothing else reads ``config.json`` to guess what a folder holds.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
+
+from lmforge._version import __version__
+from lmforge.checkpoint import (
+    ARPA_FILE,
+    CONFIG_FILE,
+    TOKENIZER_FILE,
+    WEIGHTS_FILE,
+    atomic_write_bytes,
+    read_json,
+    write_json,
+)
+from lmforge.config import build_config, config_to_dict
+from lmforge.errors import CheckpointError, ConfigError, LMForgeError
+from lmforge.hub.hf import import_hf
+from lmforge.models import family_of, get_family
+from lmforge.models.heads import HEADS, head_task
+from lmforge.tokenize import Tokenizer, load_tokenizer
+
+__all__ = [
+    "ARPA_FILE",
+    "CONFIG_FILE",
+    "TOKENIZER_FILE",
+    "WEIGHTS_FILE",
+    "load_model",
+    "read_record",
+    "save_model",
+    "save_weights",
+    "write_record",
+]
+
+
+def write_record(
+    folder: str | os.PathLike,
+    family_name: str,
+    config,
+    tokenizer: Tokenizer | None,
+    **record,
+) -> Path:
+    """Write a folder's ``tokenizer.json`` (or remove a stale one) and ``config.json``: the
+    family, the version, the model config and ``record`` (JSON values)."""
+    out = Path(folder)
+    if tokenizer is not None:
+        tokenizer.save(out / TOKENIZER_FILE)
+    else:
+        (out / TOKENIZER_FILE).unlink(missing_ok=True)
+    meta = {
+        "family": family_name,
+        "version": __version__,
+        "config": config_to_dict(config),
+        "tokenizer": tokenizer.kind if tokenizer is not None else None,
+        **record,
+    }
+    write_json(out / CONFIG_FILE, meta)
+    return out
+
+
+def save_weights(path: str | os.PathLike, tensors: dict[str, torch.Tensor]) -> None:
+    """A state dict as safetensors, atomically; tied tensors are stored once per name."""
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
+    atomic_write_bytes(path, safetensors_bytes(state))
+
+
+def save_model(
+    folder: str | os.PathLike, model, tokenizer: Tokenizer | None = None, **record
+) -> Path:
+    """Write ``model`` as a model folder that ``load_model`` reads back.
+
+    Args:
+        folder: the folder to write (created if needed).
+        model: a model of any registered family, or a classifier of ``lmforge.models.heads``
+            (``record`` must then give its ``labels``).
+        tokenizer: its tokenizer; None only for an n-gram model over whitespace words.
+        record: more JSON fields for ``config.json`` (``corpus``, ``train_config``, ...).
+
+    Raises:
+        ConfigError: a model of no registered family, or a classifier without its labels.
+    """
+    out = Path(folder)
+    task = head_task(model)
+    if task is not None:
+        labels = record.get("labels")
+        if not isinstance(labels, list) or len(labels) != model.n_labels:
+            raise ConfigError(
+                f"a classifier of {model.n_labels} classes is saved with its labels: give "
+                f"labels=[...] ({model.n_labels} of them)"
+            )
+        record["task"] = task
+        base = model.base
+    else:
+        base = model
+    family = family_of(base)
+    if family.fitting == "counting":
+        model.save_arpa(out / ARPA_FILE)
+        record = {
+            "vocab_size": model.vocab_size,
+            "ngram_counts": model.ngram_counts,
+            "discounts": [list(d) for d in model.discounts],
+            **record,
+        }
+    else:
+        if tokenizer is None:
+            raise ConfigError(f"a {family.name} model folder needs its tokenizer")
+        save_weights(out / WEIGHTS_FILE, model.state_dict())
+    fresh = list(getattr(base, "fresh_heads", ()))
+    if fresh:
+        record.setdefault("fresh_heads", fresh)
+    return write_record(out, family.name, base.config, tokenizer, **record)
+
+
+def read_record(folder: str | os.PathLike) -> dict:
+    """A model folder's ``config.json``.
+
+    Raises:
+        CheckpointError: no such folder, no ``config.json``, or a corrupt one.
+    """
+    path = Path(folder)
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: no such model folder")
+    return read_json(path / CONFIG_FILE, "model config")
+
+
+def load_model(path: str | os.PathLike):
+    """Load whatever a model path holds.
+
+    Args:
+        path: an ARPA file; an lmforge model folder (any family, or a fine-tuned classifier);
+            or a Hugging Face folder (BERT-architecture or an exported GPT-2), imported in
+            memory.
+
+    Returns:
+        (model in eval mode, tokenizer or None, record): the record is the folder's
+        ``config.json`` (for an ARPA file or a Hugging Face folder, one made here).
+
+    Raises:
+        CheckpointError: a missing path, a folder that holds no model, corrupt files; the
+            message names the file and what to do.
+    """
+    target = Path(path)
+    if target.is_file():  # an ARPA file: the one model that is a single file
+        return get_family("ngram").model_class.load_arpa(target), None, {"family": "ngram"}
+    if not target.is_dir():
+        raise CheckpointError(
+            f"{target}: no such model; give a model folder (lmforge or Hugging Face) or an "
+            ".arpa file"
+        )
+    if not (target / CONFIG_FILE).exists() and not (target / "modules.json").exists():
+        raise CheckpointError(
+            f"{target} holds no {CONFIG_FILE}: not a model folder; give a folder written by "
+            "lmforge or a Hugging Face model folder"
+        )
+    record = (
+        read_json(target / CONFIG_FILE, "model config") if (target / CONFIG_FILE).exists() else {}
+    )
+    if "family" not in record:
+        return _load_hf(target)
+    try:
+        family = get_family(record["family"])
+    except LMForgeError as err:
+        raise CheckpointError(f"{target / CONFIG_FILE}: {err}; re-create the folder") from None
+    if family.fitting == "counting":
+        model = family.model_class.load_arpa(target / ARPA_FILE)
+        tokenizer_file = target / TOKENIZER_FILE
+        tokenizer = load_tokenizer(tokenizer_file) if tokenizer_file.exists() else None
+        return model, tokenizer, record
+    model = _build(target, family, record)
+    _load_weights(model, target / WEIGHTS_FILE)
+    base = model.base if head_task(model) else model
+    base.fresh_heads = tuple(record.get("fresh_heads", ()))
+    return model.eval(), load_tokenizer(target / TOKENIZER_FILE), record
+
+
+def _build(folder: Path, family, record: dict):
+    """A fresh model of ``family`` (or a classifier on one) as ``record`` describes it."""
+    try:
+        config = build_config(family.config_class, record.get("config", {}), {})
+    except LMForgeError as err:
+        raise CheckpointError(f"{folder / CONFIG_FILE}: {err}; re-create the folder") from None
+    model = family.model_class(config)
+    task = record.get("task")
+    if task is None:
+        return model
+    labels = record.get("labels")
+    if task not in HEADS or not isinstance(labels, list):
+        raise CheckpointError(
+            f"{folder / CONFIG_FILE}: a classifier folder needs a task ({', '.join(HEADS)}) and "
+            "its labels; re-create it with `lmforge finetune`"
+        )
+    return HEADS[task](model, len(labels))
+
+
+def _load_weights(model: torch.nn.Module, path: Path) -> None:
+    try:
+        model.load_state_dict(load_file(str(path)))
+    except (OSError, RuntimeError, ValueError, SafetensorError) as err:
+        first = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        raise CheckpointError(
+            f"{path}: cannot load the weights ({first}); retrain or re-create the folder"
+        ) from None
+
+
+def _load_hf(folder: Path):
+    """A Hugging Face folder imported in memory; what cannot be mapped is a warning."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model, tokenizer = import_hf(folder)
+    for warning in caught:
+        warnings.warn(str(warning.message), stacklevel=3)
+    record = {
+        "family": family_of(model).name,
+        "source": "huggingface",
+        "fresh_heads": list(model.fresh_heads),
+    }
+    return model, tokenizer, record

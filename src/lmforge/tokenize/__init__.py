@@ -1,0 +1,57 @@
+"""Tokenizers: the one rule that turns a line of text into tokens for every model family.
+
+``base`` holds the sentence rule, the special tokens and the ``Tokenizer`` every kind answers;
+``vocab`` the word, char and jieba kinds; ``subword`` bpe, bytebpe and wordpiece (Hugging Face
+``tokenizers``); ``pretrained`` an imported checkpoint's own tokenizer; ``kinds``
+``train_tokenizer`` and ``load_tokenizer``. A tokenizer is saved as one JSON file.
+"""
+
+from lmforge.tokenize.base import (
+    BOS,
+    BOS_ID,
+    EOS,
+    EOS_ID,
+    MASK,
+    MASK_ID,
+    PAD,
+    PAD_ID,
+    RARE,
+    SPACE_MARK,
+    SPECIAL_TOKENS,
+    TOKENIZER_KINDS,
+    UNK,
+    UNK_ID,
+    WHITESPACE,
+    Tokenizer,
+    sentence_tokens,
+)
+from lmforge.tokenize.kinds import load_tokenizer, train_tokenizer
+from lmforge.tokenize.pretrained import PRETRAINED_ROLES, PretrainedTokenizer
+from lmforge.tokenize.subword import SubwordTokenizer
+from lmforge.tokenize.vocab import VocabTokenizer
+
+__all__ = [
+    "PAD",
+    "UNK",
+    "BOS",
+    "EOS",
+    "MASK",
+    "RARE",
+    "SPECIAL_TOKENS",
+    "PAD_ID",
+    "UNK_ID",
+    "BOS_ID",
+    "EOS_ID",
+    "MASK_ID",
+    "TOKENIZER_KINDS",
+    "SPACE_MARK",
+    "WHITESPACE",
+    "Tokenizer",
+    "VocabTokenizer",
+    "SubwordTokenizer",
+    "PretrainedTokenizer",
+    "PRETRAINED_ROLES",
+    "train_tokenizer",
+    "load_tokenizer",
+    "sentence_tokens",
+]
