@@ -43,8 +43,8 @@ from lmforge.data.batching import pad_rows
 from lmforge.data.pairs import bleu, load_pairs, source_batch
 from lmforge.folders import load_model
 from lmforge.tokenize import BOS_ID, PAD_ID, train_tokenizer
+from lmforge.train.config import TrainConfig
 from lmforge.train.tasks import PairsTask
-from lmforge.train.trainer import TrainConfig
 from lmforge.workflows import train_family, translate
 
 # Settings of about equal parameter counts (|V| = 7,597 characters: the tied embedding is

@@ -20,8 +20,8 @@ from lmforge.metrics import macro_f1
 from lmforge.models.bert import BERT, BertConfig
 from lmforge.models.heads import SequenceClassifier, TokenClassifier
 from lmforge.tokenize import train_tokenizer
+from lmforge.train.config import TrainConfig
 from lmforge.train.tasks import ClassificationTask
-from lmforge.train.trainer import TrainConfig
 from lmforge.workflows import train_family
 
 TINY = dict(d_model=64, n_layers=1, n_heads=4, d_ff=128, max_seq_len=32, dropout=0.0)

@@ -1,5 +1,7 @@
-"""The ladder's runner: rungs side by side give the figures of rungs in turn, a smoke run says
-so, a failing rung surfaces as one error naming it, and worker lines stay readable."""
+"""The ladder: every preset's rung settings build (a typo in a preset would otherwise surface
+only after the rungs before it have trained for an hour), rungs side by side give the figures of
+rungs in turn, a smoke run says so, a failing rung surfaces as one error naming it, and worker
+lines stay readable."""
 
 from __future__ import annotations
 
@@ -11,8 +13,35 @@ from conftest import TINY_TEXT
 
 from lmforge.errors import ConfigError
 from lmforge.ladder import PRESETS, Rung, _RungLines, ladder_table, run_ladder
+from lmforge.train.config import TrainConfig
+from lmforge.workflows import build_model
 
+RUNGS = [(p, name) for p, preset in PRESETS.items() for name in preset.rungs]
 TINY_TRAIN = {"batch_size": 8, "seq_len": 16, "max_steps": 30, "eval_interval": 10, "lr": 3e-3}
+
+
+@pytest.mark.parametrize(("preset", "rung"), RUNGS)
+def test_preset_rung_settings_build(preset, rung):
+    settings = PRESETS[preset].rungs[rung]
+    model, config = build_model(settings.family, 14_030, settings.model)
+    assert model.num_parameters() > 0
+    assert TrainConfig(**settings.train).max_steps > 0
+    if preset == "paper" and rung == "gpt":  # adaptive input tied to the adaptive softmax
+        assert config.tie_embeddings and config.adaptive_cutoffs == (2000, 6000)
+        assert not any(name.startswith("tok_emb") for name in model.state_dict())
+
+
+def test_quick_is_standard_on_shorter_budgets():
+    quick, standard = PRESETS["quick"], PRESETS["standard"]
+    assert (quick.corpus, quick.train_lines, quick.eval_lines, quick.ngram_order) == (
+        standard.corpus,
+        standard.train_lines,
+        standard.eval_lines,
+        standard.ngram_order,
+    )
+    for name, rung in quick.rungs.items():
+        assert rung.model == standard.rungs[name].model
+        assert rung.train["max_steps"] < standard.rungs[name].train["max_steps"]
 
 
 @pytest.fixture
@@ -27,7 +56,9 @@ def tiny_preset(tmp_path):
 
 
 def _figures(result) -> list[tuple]:
-    return [(r.model, r.valid_ppl, r.test_ppl, r.extra.get("mix_test_ppl", 0)) for r in result.rungs]
+    return [
+        (r.model, r.valid_ppl, r.test_ppl, r.extra.get("mix_test_ppl", 0)) for r in result.rungs
+    ]
 
 
 def test_two_jobs_give_the_perplexities_of_one(tiny_preset):

@@ -34,8 +34,9 @@ from lmforge.models.gpt import GPT, GPTConfig
 from lmforge.models.heads import CausalClassifier
 from lmforge.models.ngram import KENLM_FALLBACK, NgramConfig, NgramLM
 from lmforge.tokenize import train_tokenizer
+from lmforge.train.config import TrainConfig
 from lmforge.train.tasks import AuxLMClassificationTask
-from lmforge.train.trainer import TrainConfig, Trainer
+from lmforge.train.trainer import Trainer
 from lmforge.vertical import (
     RECIPES,
     TOKENS_PER_SECOND,

@@ -59,6 +59,7 @@ def lines_perplexity(model, tokenizer: Tokenizer | None, lines: Sequence[str]) -
     logp = line_log_probs(model, tokenizer, lines)
     return perplexity(-float(logp.sum()), len(logp))
 
+
 @torch.no_grad()
 def stream_log_probs(model: nn.Module, stream: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
     """(N-1,) log p of every target of ``stream`` (each token after the first), in order.
@@ -106,5 +107,3 @@ def evaluate_model(
         stream = stream[: max_tokens + 1]
     logp = stream_log_probs(model, stream, batch_size)
     return -float(logp.sum()), len(logp)
-
-

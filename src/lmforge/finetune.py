@@ -35,8 +35,9 @@ from lmforge.models import family_of
 from lmforge.models.bert import BERT
 from lmforge.models.heads import HEADS, EncoderClassifier, SequenceClassifier, head_task
 from lmforge.tokenize import Tokenizer
+from lmforge.train.config import TrainConfig, TrainResult
 from lmforge.train.tasks import ClassificationTask, label_predictions
-from lmforge.train.trainer import TrainConfig, Trainer, TrainResult
+from lmforge.train.trainer import Trainer
 
 __all__ = [
     "FINETUNE_DEFAULTS",

@@ -40,6 +40,7 @@ from lmforge.checkpoint import (
 from lmforge.config import build_config, config_to_dict
 from lmforge.errors import CheckpointError, ConfigError, LMForgeError
 from lmforge.hub.hf import import_hf
+from lmforge.lock import folder_lock
 from lmforge.models import family_of, get_family
 from lmforge.models.heads import HEADS, head_task
 from lmforge.tokenize import Tokenizer, load_tokenizer
@@ -102,6 +103,7 @@ def save_model(
 
     Raises:
         ConfigError: a model of no registered family, or a classifier without its labels.
+        CheckpointError: another process writes ``folder`` (``lmforge.lock``).
     """
     out = Path(folder)
     task = head_task(model)
@@ -117,22 +119,23 @@ def save_model(
     else:
         base = model
     family = family_of(base)
-    if family.fitting == "counting":
-        model.save_arpa(out / ARPA_FILE)
-        record = {
-            "vocab_size": model.vocab_size,
-            "ngram_counts": model.ngram_counts,
-            "discounts": [list(d) for d in model.discounts],
-            **record,
-        }
-    else:
-        if tokenizer is None:
-            raise ConfigError(f"a {family.name} model folder needs its tokenizer")
-        save_weights(out / WEIGHTS_FILE, model.state_dict())
+    if family.fitting != "counting" and tokenizer is None:
+        raise ConfigError(f"a {family.name} model folder needs its tokenizer")
     fresh = list(getattr(base, "fresh_heads", ()))
     if fresh:
         record.setdefault("fresh_heads", fresh)
-    return write_record(out, family.name, base.config, tokenizer, **record)
+    with folder_lock(out):  # one writer per folder
+        if family.fitting == "counting":
+            model.save_arpa(out / ARPA_FILE)
+            record = {
+                "vocab_size": model.vocab_size,
+                "ngram_counts": model.ngram_counts,
+                "discounts": [list(d) for d in model.discounts],
+                **record,
+            }
+        else:
+            save_weights(out / WEIGHTS_FILE, model.state_dict())
+        return write_record(out, family.name, base.config, tokenizer, **record)
 
 
 def read_record(folder: str | os.PathLike) -> dict:

@@ -24,7 +24,7 @@ from lmforge.evaluate import lines_perplexity
 from lmforge.folders import TOKENIZER_FILE, read_record
 from lmforge.models import FAMILIES, Family
 from lmforge.tokenize import Tokenizer, load_tokenizer, train_tokenizer
-from lmforge.train.trainer import TrainConfig, TrainResult
+from lmforge.train.config import TrainConfig, TrainResult
 from lmforge.workflows import train_family, translate
 
 __all__ = [
@@ -145,8 +145,10 @@ def train_job(
     resume: bool = False,
     progress: bool = True,
     say: Callable[[str], None] = print,
+    overwrite: bool = False,
 ):
-    """Train a model of ``family`` on ``data`` into the folder ``out``.
+    """Train a model of ``family`` on ``data`` into the folder ``out`` (``resume``: continue
+    the run there; ``overwrite``: a new run may replace the one there).
 
     Returns:
         the finished ``Run``.
@@ -180,6 +182,7 @@ def train_job(
         resume=resume,
         progress=progress,
         record=data.record,
+        overwrite=overwrite,
     )
     return Run(family, model, tokenizer, train_config, result, task)
 

@@ -8,22 +8,26 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 
+from lmforge.checkpoint import has_checkpoint, new_run_id, start_run
 from lmforge.config import build_config, config_to_dict
 from lmforge.data.pairs import source_batch
 from lmforge.errors import CheckpointError, ConfigError, DataError
 from lmforge.evaluate import tokenize_lines
-from lmforge.folders import load_model, write_record
+from lmforge.folders import load_model, read_record, write_record
+from lmforge.lock import folder_lock
 from lmforge.models import family_of, get_family
 from lmforge.models.ngram import NgramConfig, NgramEvaluation, NgramLM
 from lmforge.nn.decoding import Blocking, beam_search, greedy_decode, mbr_decode
 from lmforge.nn.sampling import Sampler
 from lmforge.tokenize import BOS, Tokenizer, train_tokenizer
+from lmforge.train.config import TrainConfig, TrainResult
 from lmforge.train.tasks import Task, make_task
-from lmforge.train.trainer import TrainConfig, Trainer, TrainResult
+from lmforge.train.trainer import Trainer
 
 __all__ = [
     "train_ngram",
@@ -107,27 +111,56 @@ def train_family(
     resume: bool = False,
     progress: bool = True,
     record: dict | None = None,
+    overwrite: bool = False,
 ) -> tuple[torch.nn.Module, TrainResult, Task]:
     """Train a new model of a neural family on its own task (``Family.task``, built by
-    ``lmforge.train.tasks.make_task``) with the one Trainer; write a model folder if asked.
+    ``lmforge.train.tasks.make_task``) with the one Trainer; write a model folder if asked,
+    holding its lock (``lmforge.lock``) for the whole job.
+
+    The run is seeded from ``train_config.seed`` from the start (initial weights, data order,
+    dropout): the same call gives bitwise the same weights in any process, on the CPU.
 
     Args:
         train_data, valid_data: lines of text, or (source, target) pairs for "pairs" families;
             valid_data None: no evaluation.
+        out_dir: the model folder, or None.
+        resume: continue the run in ``out_dir`` from its current checkpoint (from its start
+            when it stopped before its first one).
         record: more ``config.json`` fields of the folder (``lmforge.folders.write_record``).
+        overwrite: a new run may replace the run or model that ``out_dir`` holds.
 
     Returns:
         (the model, TrainResult, the task: its ``evaluate`` gives the held-out figures).
+
+    Raises:
+        CheckpointError: ``out_dir`` holds another run (and not ``overwrite``), another process
+            writes it, or its checkpoint belongs to another run or is damaged.
     """
+    torch.manual_seed(train_config.seed)  # the initial weights come from the run's seed too
     model, config = build_model(family_name, tokenizer.vocab_size, model_overrides)
     task = make_task(model, tokenizer, train_data, valid_data, train_config)
-    if out_dir and not resume:
-        settings = config_to_dict(train_config)
-        write_record(
-            out_dir, family_name, config, tokenizer, train_config=settings, **(record or {})
+    with folder_lock(out_dir) if out_dir else nullcontext():
+        run_id = None
+        if out_dir and resume:
+            run_id = read_record(out_dir).get("run_id")
+            resume = has_checkpoint(out_dir) or run_id is None  # else: restart the same run
+        elif out_dir:
+            start_run(out_dir, overwrite)
+            run_id = new_run_id()
+            settings = config_to_dict(train_config)
+            write_record(
+                out_dir,
+                family_name,
+                config,
+                tokenizer,
+                train_config=settings,
+                run_id=run_id,
+                **(record or {}),
+            )
+        trainer = Trainer(
+            model, train_config, out_dir=out_dir, progress=progress, task=task, run_id=run_id
         )
-    trainer = Trainer(model, train_config, out_dir=out_dir, progress=progress, task=task)
-    result = trainer.fit(resume=resume)
+        result = trainer.fit(resume=resume)
     return trainer.model, result, task
 
 

@@ -18,7 +18,7 @@ from lmforge.folders import save_model
 from lmforge.models.bert import BERT, BertConfig, pretraining_loss, pseudo_log_likelihood
 from lmforge.pretrain import fill_mask, pseudo_perplexity
 from lmforge.tokenize import train_tokenizer
-from lmforge.train.trainer import TrainConfig
+from lmforge.train.config import TrainConfig
 from lmforge.workflows import train_family
 
 # Wide enough to learn next-sentence prediction (a comparison of A's and B's topics) in 300 steps.

@@ -24,7 +24,7 @@ from lmforge.models.elmo import (
     scalar_mix,
 )
 from lmforge.tokenize import train_tokenizer
-from lmforge.train.trainer import TrainConfig
+from lmforge.train.config import TrainConfig
 from lmforge.workflows import train_family
 
 V = 30

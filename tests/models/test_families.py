@@ -15,7 +15,7 @@ from lmforge.models import FAMILIES, family_of
 from lmforge.models.ngram import NgramConfig
 from lmforge.nn.sampling import Sampler
 from lmforge.tokenize import train_tokenizer
-from lmforge.train.trainer import TrainConfig
+from lmforge.train.config import TrainConfig
 from lmforge.workflows import build_model, train_family, translate
 
 TINY = {

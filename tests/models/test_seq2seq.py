@@ -18,8 +18,9 @@ from lmforge.models import FAMILIES, get_family
 from lmforge.models.seq2seq import Seq2SeqConfig, label_smoothed_nll, sinusoidal_positions
 from lmforge.nn.decoding import beam_search, greedy_decode
 from lmforge.tokenize import BOS_ID, EOS_ID, PAD_ID, train_tokenizer
+from lmforge.train.config import TrainConfig
 from lmforge.train.tasks import PairsTask
-from lmforge.train.trainer import TrainConfig, Trainer
+from lmforge.train.trainer import Trainer
 from lmforge.training import training_data
 from lmforge.workflows import build_model, train_family, translate
 

@@ -6,7 +6,8 @@ import torch
 from safetensors.torch import save_file
 
 from lmforge.models.gpt import GPT, GPTConfig
-from lmforge.train.trainer import TrainConfig, Trainer
+from lmforge.train.config import TrainConfig
+from lmforge.train.trainer import Trainer
 
 torch.set_num_threads(1)
 torch.manual_seed(0)

@@ -14,8 +14,8 @@ from lmforge.models.bert import BERT, BertConfig
 from lmforge.models.gpt import GPT, GPTConfig
 from lmforge.models.seq2seq import Seq2Seq, Seq2SeqConfig
 from lmforge.tokenize import BOS_ID, EOS_ID, PAD_ID, train_tokenizer
+from lmforge.train.config import TrainConfig
 from lmforge.train.tasks import LMTask, MLMTask, PairsTask, make_task
-from lmforge.train.trainer import TrainConfig
 
 
 def numbered_text(n_docs=40, per_doc=5):

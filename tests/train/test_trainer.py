@@ -18,8 +18,9 @@ from lmforge.evaluate import stream_log_probs
 from lmforge.models.gpt import GPT, GPTConfig
 from lmforge.models.nnlm import NNLM, NNLMConfig
 from lmforge.models.rnn import LSTMConfig, RecurrentLM
+from lmforge.train.config import TrainConfig
 from lmforge.train.schedules import Plateau, warmup_cosine
-from lmforge.train.trainer import TrainConfig, Trainer
+from lmforge.train.trainer import Trainer
 
 STREAM = (torch.arange(3000) * 7919 % 23).long()
 

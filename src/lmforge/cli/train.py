@@ -112,6 +112,9 @@ def _add_run_flags(parser: argparse.ArgumentParser, example: str) -> None:
     add_setting_flags(parser, "model and trainer", f"a model or trainer setting, {example}")
     parser.add_argument("--out", help="model folder (default runs/<family>-<corpus>)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the run or model that --out holds"
+    )
     add_tokenizer_flags(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -133,6 +136,7 @@ def run_train(args: argparse.Namespace) -> int:
         args.resume,
         progress=not args.quiet,
         say=lambda text: say(args, text),
+        overwrite=args.overwrite,
     )
     for line in report(run, data):
         print(line)

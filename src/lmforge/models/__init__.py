@@ -46,6 +46,5 @@ def family_of(model: object) -> Family:
         if type(model) is family.model_class and type(model.config) is family.config_class:
             return family
     raise UnknownModelError(
-        f"a {type(model).__name__} is not a model of a registered family "
-        f"({', '.join(FAMILIES)})"
+        f"a {type(model).__name__} is not a model of a registered family ({', '.join(FAMILIES)})"
     )

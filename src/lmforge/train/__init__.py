@@ -1,5 +1,6 @@
 """The one Trainer for every neural family, its schedules, and the tasks it trains on."""
 
-from lmforge.train.trainer import TrainConfig, Trainer, TrainResult
+from lmforge.train.config import TrainConfig, TrainResult
+from lmforge.train.trainer import Trainer
 
 __all__ = ["TrainConfig", "Trainer", "TrainResult"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -39,9 +39,7 @@ from lmforge.models import family_of
 from lmforge.models.bert import pretraining_loss
 from lmforge.models.seq2seq import label_smoothed_nll, seq2seq_loss
 from lmforge.tokenize import PAD_ID, Tokenizer
-
-if TYPE_CHECKING:  # the Trainer imports this module
-    from lmforge.train.trainer import TrainConfig
+from lmforge.train.config import TrainConfig
 
 __all__ = [
     "AuxLMClassificationTask",

@@ -6,8 +6,9 @@ metrics. The default task, ``LMTask``, is language modelling on a token stream; 
 sequence-to-sequence pairs and classification fine-tuning are the other tasks of
 ``lmforge.train.tasks`` (``make_task`` builds a family's own). The Trainer owns the loop, AdamW
 or SGD, warmup + cosine or divide-on-plateau schedules, gradient accumulation and clipping, bf16
-autocast (for GPUs), evaluation, early stopping, atomic checkpoints with exact resume, progress,
-``metrics.jsonl``, and data parallelism under ``torchrun`` (gloo on CPU, nccl on GPU).
+autocast (for GPUs), evaluation, early stopping, checkpoints written as a whole
+(``lmforge.checkpoint``) with exact resume, progress, ``metrics.jsonl`` (cut back to the resumed
+step), and data parallelism under ``torchrun`` (gloo on CPU, nccl on GPU).
 """
 
 from __future__ import annotations
@@ -16,102 +17,33 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
 from tqdm import tqdm
 
-from lmforge.checkpoint import WEIGHTS_FILE, atomic_write_bytes, read_json, write_json
+from lmforge.checkpoint import (
+    METRICS_FILE,
+    WEIGHTS_FILE,
+    atomic_write_text,
+    clean_leftovers,
+    new_run_id,
+    read_checkpoint,
+    read_json,
+    remove_checkpoints,
+    write_checkpoint,
+)
 from lmforge.errors import CheckpointError, ConfigError
+from lmforge.train.config import TrainConfig, TrainResult
 from lmforge.train.schedules import Plateau, warmup_cosine
 from lmforge.train.tasks import LMTask, Task
 
-__all__ = ["TrainConfig", "TrainResult", "Trainer"]
-
-STATE_DIR, METRICS = "trainer_state", "metrics.jsonl"
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything about training that is not the model.
-
-    ``seq_len`` is the window length for non-recurrent models and the BPTT length for recurrent
-    ones. ``max_seconds`` > 0 stops early on a time budget (such a stop is not reproducible).
-    ``schedule``: "cosine" (warmup then cosine to ``min_lr``), "plateau" (divide by
-    ``plateau_factor`` when validation stops improving) or "constant". ``threads`` > 0 sets
-    torch's CPU threads when training starts (1 is often fastest for small models on a busy
-    2-core machine); 0 keeps torch's default.
-    """
-
-    batch_size: int = 32
-    seq_len: int = 64
-    max_steps: int = 1000
-    max_seconds: float = 0.0
-    optimizer: str = "adamw"
-    lr: float = 1e-3
-    min_lr: float = 1e-4
-    schedule: str = "cosine"
-    warmup_steps: int = 100
-    plateau_factor: float = 2.0
-    weight_decay: float = 0.1
-    beta2: float = 0.99
-    momentum: float = 0.0
-    grad_clip: float = 1.0
-    grad_accum: int = 1
-    eval_interval: int = 200
-    eval_tokens: int = 0
-    patience: int = 0
-    log_interval: int = 10
-    seed: int = 1337
-    device: str = "cpu"
-    dtype: str = "float32"
-    compile: bool = False
-    threads: int = 0
-
-    def __post_init__(self) -> None:
-        choices = {
-            "optimizer": ("adamw", "sgd"),
-            "schedule": ("cosine", "plateau", "constant"),
-            "dtype": ("float32", "bfloat16"),
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ConfigError(
-                    f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
-                )
-        for name in (
-            "batch_size",
-            "seq_len",
-            "max_steps",
-            "grad_accum",
-            "eval_interval",
-            "log_interval",
-        ):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)!r}")
-        if self.batch_size % self.grad_accum:
-            raise ConfigError(f"batch_size ({self.batch_size}) must be a multiple of grad_accum")
-        if self.lr <= 0 or self.min_lr < 0:
-            raise ConfigError("lr must be > 0 and min_lr >= 0")
-
-
-@dataclass
-class TrainResult:
-    """What a run did: steps, time, speed and its best validation loss (nats per token)."""
-
-    steps: int
-    train_seconds: float
-    tokens_per_second: float
-    best_valid_loss: float
-    history: list[dict] = field(default_factory=list)
-
-    @property
-    def best_valid_ppl(self) -> float:
-        return math.exp(self.best_valid_loss)
+__all__ = ["Trainer"]
 
 
 class _LossModule(nn.Module):
@@ -144,11 +76,15 @@ class Trainer:
         train_stream: (N,) token ids (``lmforge.data.batching.token_stream``) for the default
             language-modelling task; None when ``task`` is given.
         valid_stream: ids for evaluation every ``eval_interval`` steps, or None.
-        out_dir: folder for ``model.safetensors``, ``trainer_state/`` and ``metrics.jsonl``;
-            the caller writes ``config.json`` and ``tokenizer.json`` there.
+        out_dir: folder for ``model.safetensors``, the checkpoints and ``metrics.jsonl``
+            (``lmforge.checkpoint``); the caller writes ``config.json`` and ``tokenizer.json``
+            there, and holds the folder's lock (``lmforge.lock``).
         progress: show a progress bar (rank 0 only).
         task: what to train on (``lmforge.train.tasks``; ``make_task`` builds a family's own);
             default ``LMTask(model, config, train_stream, valid_stream)``.
+        run_id: the run's id, written into every checkpoint (``config.json``'s ``run_id``);
+            a resume refuses a checkpoint of another run. None: a new id, and a resume takes
+            the checkpoint's own.
     """
 
     def __init__(
@@ -160,8 +96,10 @@ class Trainer:
         out_dir: str | os.PathLike | None = None,
         progress: bool = True,
         task: Task | None = None,
+        run_id: str | None = None,
     ) -> None:
         self.config = config
+        self.run_id = run_id
         self.out_dir = Path(out_dir) if out_dir else None
         self.rank, self.world = _init_distributed(config.device)
         self.device = torch.device(
@@ -187,6 +125,7 @@ class Trainer:
         self.train_seconds = 0.0
         self.tokens_seen = 0
         self.state = None
+        self.finished = False  # the current checkpoint is the run's last
         self.best_weights: dict[str, torch.Tensor] | None = None
         self.history: list[dict] = []
         wrapped: nn.Module = _LossModule(self.model, self.task)
@@ -200,17 +139,18 @@ class Trainer:
         """Train until ``max_steps`` (or the time budget, or early stopping).
 
         Args:
-            resume: continue from ``out_dir``'s trainer state (bitwise the same as a run that was
-                never interrupted, on the CPU).
+            resume: continue from ``out_dir``'s current checkpoint (bitwise the same as a run
+                that was never interrupted, on the CPU); without it, a new run replaces what an
+                earlier Trainer wrote into ``out_dir``.
             stop_at: stop after this step without finishing (to test resuming).
+
+        Raises:
+            CheckpointError: ``resume`` without a complete checkpoint of this run.
         """
         cfg = self.config
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        if resume:
-            self._load_state()
-        else:
-            torch.manual_seed(cfg.seed + self.rank)
+        self._start(resume)
         bar = tqdm(
             total=cfg.max_steps,
             initial=self.step,
@@ -219,38 +159,26 @@ class Trainer:
             dynamic_ncols=True,
         )
         self.model.train()
-        while self.step < cfg.max_steps:
+        done = self.step >= cfg.max_steps
+        while not done:
             started = time.perf_counter()
             lr = self._set_lr()
             loss, grad_norm, tokens = self._train_step()
             self.train_seconds += time.perf_counter() - started
             self.tokens_seen += tokens
             self.step += 1
-            speed = self.tokens_seen / max(self.train_seconds, 1e-9)
             bar.update(1)
-            if self.step % cfg.log_interval == 0 or self.step == cfg.max_steps:
-                bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{speed:,.0f}")
-                self._log(
-                    {
-                        "step": self.step,
-                        "loss": loss,
-                        "lr": lr,
-                        "grad_norm": grad_norm,
-                        "tokens_per_second": speed,
-                    }
-                )
-            done = self.step == cfg.max_steps or (
+            self._log_step(bar, loss, lr, grad_norm)
+            done = self.step >= cfg.max_steps or bool(
                 cfg.max_seconds and self.train_seconds >= cfg.max_seconds
             )
             if self.step % cfg.eval_interval == 0 or done:
-                stop = self._evaluate_and_checkpoint()
-                if stop:
-                    done = True
-            if done or (stop_at is not None and self.step >= stop_at):
+                done = self._evaluate() or done
+                self._save_state(finished=done)
+            if stop_at is not None and self.step >= stop_at:
                 break
         bar.close()
-        killed = stop_at is not None and stop_at <= self.step < cfg.max_steps
-        if not killed:
+        if done:
             self._finish()
         return TrainResult(
             self.step,
@@ -259,6 +187,29 @@ class Trainer:
             self.best_valid,
             self.history,
         )
+
+    def _start(self, resume: bool) -> None:
+        """Clean the folder of what a killed job left, then resume or start afresh (seeded)."""
+        writer = self.out_dir is not None and self.rank == 0
+        if writer and resume:
+            clean_leftovers(self.out_dir)
+        elif writer:
+            remove_checkpoints(self.out_dir)
+        if self.run_id is None and not resume:
+            self.run_id = new_run_id()
+        if resume:
+            self._load_state()
+        else:
+            torch.manual_seed(self.config.seed + self.rank)
+
+    def _log_step(self, bar: tqdm, loss: float, lr: float, grad_norm: float) -> None:
+        cfg = self.config
+        if self.step % cfg.log_interval and self.step != cfg.max_steps:
+            return
+        speed = self.tokens_seen / max(self.train_seconds, 1e-9)
+        bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{speed:,.0f}")
+        record = {"step": self.step, "loss": loss, "lr": lr, "grad_norm": grad_norm}
+        self._log({**record, "tokens_per_second": speed})
 
     def _train_step(self) -> tuple[float, float, int]:
         """One optimizer step: (loss, gradient norm before clipping, tokens in the global batch)."""
@@ -312,49 +263,57 @@ class Trainer:
 
     # -- evaluation, early stopping, checkpoints --------------------------------------------------
 
-    def _evaluate_and_checkpoint(self) -> bool:
-        """Evaluate, update plateau / early stopping, checkpoint; True to stop training."""
-        stop = False
+    def _evaluate(self) -> bool:
+        """Evaluate, update plateau / early stopping; True to stop training."""
         metrics = self.task.evaluate(self.model, self.config.eval_tokens)
-        if metrics is not None:
-            valid = metrics["valid_loss"]
-            self._log({"step": self.step, **metrics})
-            if self.config.schedule == "plateau":
-                self.plateau.update(valid)
-            if valid < self.best_valid:
-                self.best_valid, self.bad_evals = valid, 0
-                self.best_weights = {
-                    k: v.detach().clone() for k, v in self.model.state_dict().items()
-                }
-            else:
-                self.bad_evals += 1
-                stop = bool(self.config.patience) and self.bad_evals >= self.config.patience
-            if self.progress:
-                shown = ", ".join(f"{k.removeprefix('valid_')} {v:.4f}" for k, v in metrics.items())
-                tqdm.write(f"step {self.step}: valid {shown}")
-        self._save_state()
+        if metrics is None:
+            return False
+        valid = metrics["valid_loss"]
+        self._log({"step": self.step, **metrics})
+        if self.config.schedule == "plateau":
+            self.plateau.update(valid)
+        stop = False
+        if valid < self.best_valid:
+            self.best_valid, self.bad_evals = valid, 0
+            self.best_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        else:
+            self.bad_evals += 1
+            stop = bool(self.config.patience) and self.bad_evals >= self.config.patience
+        if self.progress:
+            shown = ", ".join(f"{k.removeprefix('valid_')} {v:.4f}" for k, v in metrics.items())
+            tqdm.write(f"step {self.step}: valid {shown}")
         return stop
 
     def _finish(self) -> None:
-        """Keep the best-validation weights as the model."""
+        """Keep the best-validation weights as the model (and the folder's weights)."""
+        if not self.finished:  # a resumed run that had nothing left to train
+            self._save_state(finished=True)
         if self.best_weights is not None:
             self.model.load_state_dict(self.best_weights)
-        if self.out_dir and self.rank == 0:
-            _save_weights(self.model.state_dict(), self.out_dir / WEIGHTS_FILE)
 
-    def _save_state(self) -> None:
+    def _save_state(self, finished: bool) -> None:
+        """Write a checkpoint as a whole; a finished run's ``model.safetensors`` is its best."""
+        self.finished = finished
         if not self.out_dir or self.rank != 0:
             return
-        state_dir = self.out_dir / STATE_DIR
         tensors, optim_meta = _flatten_optimizer(self.optimizer.state_dict())
         tensors["rng"] = torch.get_rng_state()
         for i, t in enumerate(_state_tensors(self.state)):
             tensors[f"carried.{i}"] = t
-        _save_weights(self.model.state_dict(), state_dir / "last.safetensors")
-        if self.best_weights is not None:
-            _save_weights(self.best_weights, state_dir / "best.safetensors")
-        _save_weights(tensors, state_dir / "optimizer.safetensors")
-        meta = {
+        last = _weights_bytes(self.model.state_dict())
+        best = _weights_bytes(self.best_weights) if self.best_weights is not None else None
+        meta = json.dumps(self._trainer_meta(optim_meta), indent=2) + "\n"
+        with write_checkpoint(self.out_dir, self.step, self.run_id, finished) as add:
+            add("last.safetensors", last)
+            if best is not None:
+                add("best.safetensors", best)
+            add("optimizer.safetensors", _weights_bytes(tensors))
+            add("trainer.json", meta.encode("utf-8"))
+            add(WEIGHTS_FILE, best if finished and best is not None else last)
+
+    def _trainer_meta(self, optim_meta: dict) -> dict:
+        """The JSON half of the trainer's state (the tensors go to optimizer.safetensors)."""
+        return {
             "step": self.step,
             "best_valid": self.best_valid if math.isfinite(self.best_valid) else None,
             "bad_evals": self.bad_evals,
@@ -368,24 +327,25 @@ class Trainer:
             "optimizer": optim_meta,
             "train_config": asdict(self.config),
         }
-        write_json(state_dir / "trainer.json", meta)  # written last: marks a complete checkpoint
-        _save_weights(self.model.state_dict(), self.out_dir / WEIGHTS_FILE)
 
     def _load_state(self) -> None:
         if not self.out_dir:
             raise ConfigError("resume needs an output folder with a checkpoint")
-        state_dir = self.out_dir / STATE_DIR
-        meta = read_json(state_dir / "trainer.json", "trainer state (nothing to resume)")
+        path, manifest = read_checkpoint(self.out_dir, self.run_id)
+        self.run_id, self.finished = manifest["run_id"], manifest["finished"]
+        meta = read_json(path / "trainer.json", "trainer state")
         try:
             self.model.load_state_dict(
-                load_file(str(state_dir / "last.safetensors"), device=str(self.device))
+                load_file(str(path / "last.safetensors"), device=str(self.device))
             )
-            tensors = load_file(str(state_dir / "optimizer.safetensors"))
-            best = state_dir / "best.safetensors"
+            tensors = load_file(str(path / "optimizer.safetensors"))
+            best = path / "best.safetensors"
             self.best_weights = load_file(str(best)) if best.exists() else None
-        except (OSError, RuntimeError, ValueError) as err:
+        except (OSError, RuntimeError, ValueError, SafetensorError) as err:
+            first = str(err).strip().splitlines()[0][:200] if str(err).strip() else repr(err)
             raise CheckpointError(
-                f"{state_dir}: cannot resume from a corrupt checkpoint ({err})"
+                f"{path}: cannot resume from this checkpoint ({first}); resume with the run's "
+                "own model settings, or start again with --overwrite"
             ) from None
         self.optimizer.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
         torch.set_rng_state(tensors["rng"])
@@ -394,6 +354,10 @@ class Trainer:
             for i in range(_count_layout(meta["carried_layout"]))
         ]
         self.state = _restore_state(meta["carried_layout"], carried)
+        self._restore_counters(meta)
+
+    def _restore_counters(self, meta: dict) -> None:
+        """The step, early stopping, plateau and timing, and the log cut back to the step."""
         self.step = meta["step"]
         self.best_valid = meta["best_valid"] if meta["best_valid"] is not None else math.inf
         self.bad_evals = meta["bad_evals"]
@@ -405,12 +369,14 @@ class Trainer:
         )
         self.train_seconds = meta["train_seconds"]
         self.tokens_seen = meta["tokens_seen"]
+        if self.rank == 0:
+            self.history = _cut_metrics(self.out_dir / METRICS_FILE, self.step)
 
     def _log(self, record: dict) -> None:
         self.history.append(record)
         if self.out_dir and self.rank == 0:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            with open(self.out_dir / METRICS, "a", encoding="utf-8") as handle:
+            with open(self.out_dir / METRICS_FILE, "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(record) + "\n")
 
     def _local_rank(self) -> int:
@@ -448,10 +414,27 @@ def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, cfg.beta2))
 
 
-def _save_weights(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    """safetensors, written atomically; shared (tied) tensors are stored once per name."""
+def _weights_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
+    """A state dict as safetensors bytes; shared (tied) tensors are stored once per name."""
     plain = {k: v.detach().contiguous().cpu().clone() for k, v in tensors.items()}
-    atomic_write_bytes(path, safetensors_bytes(plain))
+    return safetensors_bytes(plain)
+
+
+def _cut_metrics(path: Path, step: int) -> list[dict]:
+    """Keep the records of ``metrics.jsonl`` up to ``step`` (a resumed run logs the rest
+    again); a line cut short by a kill is dropped. Returns the kept records."""
+    if not path.exists():
+        return []
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and record.get("step", step + 1) <= step:
+            kept.append(record)
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
+    return kept
 
 
 def _flatten_optimizer(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]:

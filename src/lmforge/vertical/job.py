@@ -25,7 +25,7 @@ from lmforge.errors import ConfigError, DataError
 from lmforge.folders import load_model
 from lmforge.models import Family, family_of, get_family
 from lmforge.tokenize import Tokenizer, train_tokenizer
-from lmforge.train.trainer import TrainConfig
+from lmforge.train.config import TrainConfig
 from lmforge.vertical.config import ADAPTED, VerticalConfig, VerticalResult
 from lmforge.vertical.plot import plot_result
 from lmforge.vertical.recipes import base_families, for_base

@@ -35,13 +35,14 @@ from lmforge.errors import ConfigError, UnknownModelError
 from lmforge.models import FAMILIES, family_of
 from lmforge.models.heads import CausalClassifier, SequenceClassifier
 from lmforge.tokenize import Tokenizer
+from lmforge.train.config import TrainConfig
 from lmforge.train.tasks import (
     AuxLMClassificationTask,
     ClassificationTask,
     batched_logits,
     make_task,
 )
-from lmforge.train.trainer import TrainConfig, Trainer
+from lmforge.train.trainer import Trainer
 from lmforge.vertical.config import VerticalConfig, require_extras
 
 __all__ = [
