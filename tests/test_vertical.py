@@ -149,10 +149,11 @@ def test_spam_runs_with_its_measured_best_settings_under_the_users():
 
 
 def test_every_vertical_base_family_names_a_recipe_and_its_defaults():
-    bases = {name: f for name, f in FAMILIES.items() if f.classifier}
+    bases = {name: f for name, f in FAMILIES.items() if f.adaptation}
     assert set(bases) == {"gpt", "bert", "elmo"}
     for family in bases.values():
-        assert family.classifier in RECIPES and family.finetune_lr > 0 and family.dapt
+        adaptation = family.adaptation
+        assert adaptation.recipe in RECIPES and adaptation.lr > 0 and adaptation.dapt
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from torch.nn import functional as F
 
 from lmforge.config import check_dropout, check_sizes, require_vocab_size
 from lmforge.errors import ConfigError
-from lmforge.models.family import Family
+from lmforge.models.family import Adaptation, Family
 from lmforge.nn.attention import MultiHeadAttention, check_heads
 from lmforge.nn.layers import FeedForward, init_normal
 from lmforge.nn.protocol import max_seq_len_context, no_state, num_parameters, refusal
@@ -344,14 +344,11 @@ FAMILY = Family(
     name="bert",
     config_class=BertConfig,
     model_class=BERT,
-    fitting="trainer",
     summary="bidirectional Transformer encoder (BERT): post-LN, masked-LM and NSP heads",
-    causal=False,
-    task="mlm",
     embeds=True,
+    task="mlm",
     tokenizer="wordpiece",
-    classifier="encoder",
-    finetune_lr=5e-5,  # Devlin et al. fine-tune at 2e-5 to 5e-5 (at 2e-4 MiniLM was unsteady)
-    dapt=(300, 1e-4),  # MiniLM on spam: 1,000 MLM steps did worse than 300 (RESULTS.md)
-    speed=(1_000, 22_893_116),  # all-MiniLM-L6-v2, domain pretraining and fine-tuning
+    # Devlin et al. fine-tune at 2e-5 to 5e-5 (at 2e-4 MiniLM was unsteady); on spam, 1,000 MLM
+    # steps moved MiniLM further from a good classifier than 300 did; all-MiniLM-L6-v2's speed
+    adaptation=Adaptation("encoder", lr=5e-5, dapt=(300, 1e-4), speed=(1_000, 22_893_116)),
 )

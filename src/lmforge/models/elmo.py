@@ -44,7 +44,7 @@ from torch import nn
 
 from lmforge.config import check_dropout, check_sizes, checked_cutoffs, require_vocab_size
 from lmforge.errors import ConfigError
-from lmforge.models.family import Family
+from lmforge.models.family import Adaptation, Family
 from lmforge.nn.decoding import generate
 from lmforge.nn.layers import OutputHead, init_uniform
 from lmforge.nn.protocol import max_seq_len_context, no_state, num_parameters
@@ -338,9 +338,7 @@ FAMILY = Family(
     name="elmo",
     config_class=ElmoConfig,
     model_class=ELMo,
-    fitting="trainer",
     summary="bidirectional LSTM LM with ELMo layer mixing (Peters et al. 2018)",
-    classifier="features",
-    finetune_lr=2e-4,
-    dapt=(1000, 3e-4),
+    adaptation=Adaptation("features", lr=2e-4, dapt=(1000, 3e-4)),
+    reads_future=True,
 )

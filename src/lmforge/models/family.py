@@ -31,7 +31,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Family"]
+__all__ = ["Adaptation", "Family"]
+
+
+@dataclass(frozen=True)
+class Adaptation:
+    """How ``lmforge vertical`` adapts a pretrained model of a family to a domain.
+
+    Attributes:
+        recipe: the name of a recipe in ``lmforge.vertical.recipes.RECIPES`` ("causal":
+            ``CausalClassifier`` trained with the auxiliary LM loss; "encoder":
+            ``SequenceClassifier``; "features": frozen features and logistic regression).
+        lr: the learning rate at which it is fine-tuned.
+        dapt: (steps, lr) of domain pretraining on the family's own objective.
+        speed: (training tokens/s on a 2-core CPU, parameters of the model measured), or None
+            where it was not measured.
+    """
+
+    recipe: str
+    lr: float
+    dapt: tuple[int, float]
+    speed: tuple[float, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -42,46 +62,44 @@ class Family:
         name: registry key, equal to the file name in ``lmforge/models/``.
         config_class: the family's config dataclass.
         model_class: the model class.
-        fitting: "counting" (``model_class.fit``) or "trainer" (the one neural Trainer).
         summary: one line for listings.
-        causal: True for left-to-right LMs, which answer ``log_probs`` and ``generate``; False
-            for masked LMs (bert), which raise ConfigError there and are scored by
-            pseudo-perplexity, and for encoder-decoders (``seq2seq`` below).
-        seq2seq: True for encoder-decoder families trained on (source, target) pairs and
-            decoded from a source (``seq2seq``, ``rnn_seq2seq``; protocol in
-            ``lmforge.models.seq2seq``); they are not causal LMs.
-        task: what the Trainer trains the family on (``lmforge.train.tasks.make_task``): "lm"
-            (next-token prediction on a token stream), "mlm" (masked LM + next-sentence
-            prediction) or "pairs" ((source, target) pairs).
+        fitting: "trainer" (the one neural Trainer) or "counting" (``model_class.fit``).
+        task: what the family is trained on (``lmforge.train.tasks.make_task``): "lm"
+            (next-token prediction on a token stream: a causal LM, which answers ``log_probs``
+            and ``generate``), "mlm" (masked LM + next-sentence prediction: bert, scored by
+            pseudo-perplexity) or "pairs" ((source, target) pairs: an encoder-decoder, decoded
+            from a source; protocol in ``lmforge.models.seq2seq``).
         tokenizer: the tokenizer kind a run trains when none is asked for (bert: "wordpiece");
             None: the corpus's default (``lmforge.training.default_tokenizer``).
         embeds: True for encoders whose mean-pooled states are sentence embeddings
             (``lmforge.embed``: bert, MiniLM).
-        promptable: True for left-to-right LMs whose probabilities read only the past, so that
-            few-shot prompting can score a continuation (``lmforge.fewshot``); not elmo, whose
-            probabilities average a backward LM that reads the future.
-        classifier: how a pretrained model of the family becomes a text classifier: the name
-            of a recipe in ``lmforge.vertical.recipes.RECIPES`` ("causal": ``CausalClassifier``
-            trained with the auxiliary LM loss; "encoder": ``SequenceClassifier``; "features":
-            frozen features and logistic regression); None: no ``lmforge vertical`` base.
-        finetune_lr: the learning rate at which ``lmforge vertical`` fine-tunes it.
-        dapt: (steps, lr) of ``lmforge vertical``'s domain pretraining on its own objective.
-        speed: (training tokens/s on a 2-core CPU, parameters of the model measured), or None
-            where it was not measured.
+        reads_future: True for a causal LM whose probabilities also read the future (elmo
+            averages a backward LM), so that few-shot prompting cannot score a continuation.
+        adaptation: how ``lmforge vertical`` adapts it (``Adaptation``); None: it is no base.
     """
 
     name: str
     config_class: type
     model_class: type
-    fitting: str
     summary: str
-    causal: bool = True
-    seq2seq: bool = False
+    fitting: str = "trainer"
     task: str = "lm"
-    embeds: bool = False
     tokenizer: str | None = None
-    promptable: bool = False
-    classifier: str | None = None
-    finetune_lr: float = 0.0
-    dapt: tuple[int, float] | None = None
-    speed: tuple[float, int] | None = None
+    embeds: bool = False
+    reads_future: bool = False
+    adaptation: Adaptation | None = None
+
+    @property
+    def causal(self) -> bool:
+        """A left-to-right LM (``log_probs``, ``generate``)."""
+        return self.task == "lm"
+
+    @property
+    def seq2seq(self) -> bool:
+        """An encoder-decoder trained on (source, target) pairs."""
+        return self.task == "pairs"
+
+    @property
+    def promptable(self) -> bool:
+        """A left-to-right LM whose probabilities read only the past (``lmforge.fewshot``)."""
+        return self.causal and not self.reads_future

@@ -546,7 +546,6 @@ FAMILY = Family(
     name="ngram",
     config_class=NgramConfig,
     model_class=NgramLM,
-    fitting="counting",
     summary="statistical n-gram LM, interpolated modified Kneser-Ney (KenLM lmplz exact)",
-    promptable=True,
+    fitting="counting",
 )

@@ -185,7 +185,5 @@ FAMILY = Family(
     name="nnlm",
     config_class=NNLMConfig,
     model_class=NNLM,
-    fitting="trainer",
     summary="feed-forward neural LM over the n-1 previous tokens (Bengio et al. 2003)",
-    promptable=True,
 )

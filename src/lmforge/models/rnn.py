@@ -196,7 +196,7 @@ class RecurrentLM(nn.Module):
 
 
 def _family(name: str, config_class: type, summary: str) -> Family:
-    return Family(name, config_class, RecurrentLM, "trainer", summary, promptable=True)
+    return Family(name, config_class, RecurrentLM, summary)
 
 
 FAMILY_RNN = _family("rnn", RNNLMConfig, "Elman recurrent LM (Mikolov et al. 2010)")

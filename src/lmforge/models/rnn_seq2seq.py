@@ -192,9 +192,6 @@ FAMILY = Family(
     name="rnn_seq2seq",
     config_class=RNNSeq2SeqConfig,
     model_class=RNNSeq2Seq,
-    fitting="trainer",
     summary="LSTM encoder-decoder with Luong attention (baseline of seq2seq); trained on pairs",
-    causal=False,
-    seq2seq=True,
     task="pairs",
 )

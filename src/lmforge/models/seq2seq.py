@@ -165,6 +165,11 @@ def seq2seq_loss(
 # Modules.
 
 
+def _attention(d_model: int, n_heads: int, dropout: float, causal: bool):
+    """An attention sub-layer and the LayerNorm of its residual connection."""
+    return MultiHeadAttention(d_model, n_heads, dropout, causal=causal), nn.LayerNorm(d_model)
+
+
 class EncoderLayer(nn.Module):
     """Self-attention over the source, then the FFN; each in a residual with a LayerNorm."""
 
@@ -173,10 +178,8 @@ class EncoderLayer(nn.Module):
     ) -> None:
         super().__init__()
         self.norm_first = norm_first
-        self.self_attn = MultiHeadAttention(d_model, n_heads, dropout, causal=False)
-        self.ln_1 = nn.LayerNorm(d_model)
-        self.ffn = FeedForward(d_model, d_ff, dropout, F.relu)
-        self.ln_2 = nn.LayerNorm(d_model)
+        self.self_attn, self.ln_1 = _attention(d_model, n_heads, dropout, causal=False)
+        self.ffn, self.ln_2 = FeedForward(d_model, d_ff, dropout, F.relu), nn.LayerNorm(d_model)
 
     def forward(self, x: torch.Tensor, source_mask: torch.Tensor) -> torch.Tensor:
         """(B, S, d_model), (B, 1, 1, S) -> (B, S, d_model)."""
@@ -195,12 +198,9 @@ class DecoderLayer(nn.Module):
     ) -> None:
         super().__init__()
         self.norm_first = norm_first
-        self.self_attn = MultiHeadAttention(d_model, n_heads, dropout, causal=True)
-        self.ln_1 = nn.LayerNorm(d_model)
-        self.cross_attn = MultiHeadAttention(d_model, n_heads, dropout, causal=False)
-        self.ln_2 = nn.LayerNorm(d_model)
-        self.ffn = FeedForward(d_model, d_ff, dropout, F.relu)
-        self.ln_3 = nn.LayerNorm(d_model)
+        self.self_attn, self.ln_1 = _attention(d_model, n_heads, dropout, causal=True)
+        self.cross_attn, self.ln_2 = _attention(d_model, n_heads, dropout, causal=False)
+        self.ffn, self.ln_3 = FeedForward(d_model, d_ff, dropout, F.relu), nn.LayerNorm(d_model)
 
     def forward(
         self,
@@ -374,10 +374,7 @@ FAMILY = Family(
     name="seq2seq",
     config_class=Seq2SeqConfig,
     model_class=Seq2Seq,
-    fitting="trainer",
     summary="encoder-decoder Transformer (Vaswani et al. 2017): post-LN, sinusoidal positions, "
     "label smoothing, beam search; trained on (source, target) pairs",
-    causal=False,
-    seq2seq=True,
     task="pairs",
 )

@@ -48,7 +48,7 @@ class VerticalConfig:
     (``pooling`` "last", GPT-1's) or the mean of all its tokens' states ("mean").
 
     Domain pretraining runs ``dapt_steps`` steps at ``dapt_lr``; 0 means the base family's own
-    (``Family.dapt``: 1,000 steps at 3e-4 for gpt and elmo, 300 at 1e-4 for bert). A base
+    (``Adaptation.dapt``: 1,000 steps at 3e-4 for gpt and elmo, 300 at 1e-4 for bert). A base
     imported without its pretraining heads (MiniLM has no MLM or NSP head) first trains only
     those heads, encoder frozen, for ``dapt_head_steps`` steps at ``dapt_head_lr``, so that the
     random heads' first gradients do not scramble the encoder (linear probing before

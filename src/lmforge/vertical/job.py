@@ -74,7 +74,9 @@ DEFAULT_BASE = {
     },
 }
 DEFAULT_FAMILY = get_family(DEFAULT_BASE["family"])
-TOKENS_PER_SECOND = DEFAULT_FAMILY.speed[0]  # of the default base on a 2-core CPU (measured)
+TOKENS_PER_SECOND = DEFAULT_FAMILY.adaptation.speed[
+    0
+]  # of the default base on a 2-core CPU (measured)
 MINILM = "minilm"
 
 
@@ -227,7 +229,7 @@ def load_base(path) -> tuple[nn.Module, Tokenizer]:
     model, tokenizer, record = load_model(folder)
     tuned = "task" in record
     family = record.get("family", "?")
-    if tuned or get_family(family).classifier is None:
+    if tuned or get_family(family).adaptation is None:
         raise ConfigError(
             f"{folder} holds a {family} model{' already fine-tuned' if tuned else ''}; a "
             f"vertical base is a pretrained {', '.join(base_families())} (or a Hugging Face "
@@ -242,9 +244,9 @@ def load_base(path) -> tuple[nn.Module, Tokenizer]:
 
 def tokens_per_second(base: nn.Module) -> float:
     """Rough training tokens/s of ``base`` on a 2-core CPU: the speed measured for its family
-    (``Family.speed``; the default base's where none was), scaled down in proportion to its
+    (``Adaptation.speed``; the default base's where none was), scaled down in proportion to its
     parameters."""
-    speed, params = family_of(base).speed or DEFAULT_FAMILY.speed
+    speed, params = family_of(base).adaptation.speed or DEFAULT_FAMILY.adaptation.speed
     return speed * params / base.num_parameters()
 
 
@@ -265,11 +267,11 @@ def estimate_minutes(
     """Rough minutes of a run on a 2-core CPU: its training tokens at ``speed`` tokens/s (the
     default base's; ``tokens_per_second`` for another). Domain pretraining counts when a method
     needs it and ``dapt`` (False: a kept adapted base is reused). A 0 ``cfg.max_len`` or
-    ``cfg.dapt_steps`` counts as the default base's (128 tokens, ``Family.dapt``); ``for_base``
+    ``cfg.dapt_steps`` counts as the default base's (128 tokens, ``Adaptation.dapt``); ``for_base``
     gives another base's own."""
     max_len = cfg.max_len or DEFAULT_BASE["model"]["max_seq_len"]
     adapting = dapt and bool(ADAPTED & set(cfg.methods))
-    dapt_steps = cfg.dapt_steps or DEFAULT_FAMILY.dapt[0]
+    dapt_steps = cfg.dapt_steps or DEFAULT_FAMILY.adaptation.dapt[0]
     tokens = dapt_steps * cfg.batch_size * max_len if adapting else 0
     single = {"scratch", "finetune", "dapt+finetune", "lora"} & set(cfg.methods)
     per_step = cfg.batch_size * max_len * cfg.windows  # at most (short texts: less)

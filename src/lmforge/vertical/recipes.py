@@ -1,7 +1,7 @@
 """Recipes: how each kind of base becomes a classifier, is trained, predicts, and is pretrained
 further on the domain.
 
-A family names its recipe in its registry entry (``Family.classifier``, ``RECIPES``):
+A family names its recipe in its registry entry (``Family.adaptation``, ``RECIPES``):
 
 * ``"causal"`` (gpt; Radford et al. 2018, section 3.2): ``CausalClassifier``, one linear layer
   on the last token's (``</s>``) final state, or on the mean of the tokens' states (``pooling``),
@@ -67,16 +67,16 @@ LORA_TARGETS = r".*blocks\.\d+\.(attn\.(qkv|proj)|mlp\.(fc|proj))"
 
 def for_base(cfg: VerticalConfig, base: nn.Module, tokenizer) -> VerticalConfig:
     """``cfg`` with a 0 ``lr``, ``max_len``, ``dapt_steps`` or ``dapt_lr`` replaced by the
-    base's own: its family's fine-tuning lr (``Family.finetune_lr``) and domain pretraining
-    (``Family.dapt``), and as many tokens as it reads (its positions, or fewer where its
+    base's own: its family's fine-tuning lr (``Family.adaptation``) and domain pretraining
+    (``Adaptation.dapt``), and as many tokens as it reads (its positions, or fewer where its
     tokenizer has a limit, as sentence-transformers checkpoints do)."""
     family = family_of(base)
     limit = getattr(base.config, "max_seq_len", 128)
     limit = min(limit, getattr(tokenizer, "max_length", None) or limit)
-    steps, lr = family.dapt
+    steps, lr = family.adaptation.dapt
     return dataclasses.replace(
         cfg,
-        lr=cfg.lr or family.finetune_lr,
+        lr=cfg.lr or family.adaptation.lr,
         max_len=cfg.max_len or limit,
         dapt_steps=cfg.dapt_steps or steps,
         dapt_lr=cfg.dapt_lr or lr,
@@ -243,17 +243,18 @@ RECIPES = {"causal": CausalRecipe, "encoder": EncoderRecipe, "features": Feature
 
 def base_families() -> list[str]:
     """The families that can be a vertical base: those with a classifier recipe."""
-    return [name for name, family in FAMILIES.items() if family.classifier]
+    return [name for name, family in FAMILIES.items() if family.adaptation]
 
 
 def recipe_for(base: nn.Module, tokenizer: Tokenizer, labels: list, cfg: VerticalConfig) -> Recipe:
-    """The recipe that ``base``'s family names (``Family.classifier``).
+    """The recipe that ``base``'s family names (``Family.adaptation``).
 
     Raises:
         ConfigError: a base of a family with no classifier recipe.
     """
     try:
-        name = family_of(base).classifier
+        adaptation = family_of(base).adaptation
+        name = adaptation.recipe if adaptation else None
     except UnknownModelError:
         name = None
     if name is None:
