@@ -37,7 +37,7 @@ def main() -> None:
     except ImportError:
         sys.exit("embed_speed.py compares against sentence-transformers: pip install -e '.[bench]'")
     from lmforge.data import load_corpus
-    from lmforge.embed import embed, load_encoder
+    from lmforge.hub.embed import embed, load_encoder
 
     path = args.model or _minilm_path()
     sentences = load_corpus("brown").train[: args.sentences]

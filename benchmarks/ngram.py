@@ -28,7 +28,7 @@ def build(order: int, tokenizer: str, arpa: str) -> dict:
     """Train on brown train and write the ARPA; runs in a child process to measure its memory."""
     from lmforge.data import load_corpus
     from lmforge.models.ngram import NgramConfig
-    from lmforge.workflows import evaluate_ngram, train_ngram
+    from lmforge.ngram import evaluate_ngram, train_ngram
 
     corpus = load_corpus("brown")
     start = time.perf_counter()
@@ -76,8 +76,8 @@ def compare_with_kenlm_module(arpa: str, tokenizer: str) -> None:
         print("pip kenlm module not installed (pip install kenlm): skipping the score check")
         return
     from lmforge.data import load_corpus
-    from lmforge.evaluate import split_words
     from lmforge.models.ngram import NgramLM
+    from lmforge.tokenize import split_words
 
     if tokenizer != "none":
         print("score check runs with --tokenizer none only")

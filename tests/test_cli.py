@@ -9,6 +9,7 @@ import sys
 import pytest
 from conftest import TINY_TEXT, shared_path
 
+from lmforge.cli import COMMANDS, build_parser
 from lmforge.data import load_corpus
 
 
@@ -160,6 +161,39 @@ def test_python_dash_m_runs(tmp_path):
         [sys.executable, "-m", "lmforge", "list"], capture_output=True, text=True, check=True
     )
     assert "ngram" in done.stdout and "brown" in done.stdout
+
+
+def test_version_and_ngram_commands_do_not_import_torch(tiny_file, tmp_path):
+    # issue 17: each command in a fresh interpreter, as the installed script runs it
+    arpa, folder = tmp_path / "tiny.arpa", tmp_path / "tiny"
+    train = ["ngram", "train", "--text", tiny_file, "--order", "3", "--discount-fallback"]
+    commands = [
+        ["--version"],
+        [*train, "--arpa", arpa, "--quiet"],
+        [*train, "--tokenizer", "word", "--rare-threshold", "0", "--out", folder, "--quiet"],
+        ["ngram", "eval", arpa, "--text", tiny_file, "--json"],
+        ["ngram", "eval", folder, "--text", tiny_file],
+        ["ngram", "score", folder, "the cat sat on the mat"],
+    ]
+    script = (
+        "import sys\nfrom lmforge.cli import main\n"
+        "try:\n    code = main(sys.argv[1:])\n"
+        "finally:\n    print('torch' in sys.modules)\n"
+        "sys.exit(code)\n"
+    )
+    for args in commands:
+        done = subprocess.run(
+            [sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines()[-1] == "False", args
+
+
+def test_commands_lists_what_each_command_module_adds():
+    # main imports only the module of the command it runs, found through COMMANDS
+    for module, names in COMMANDS.items():
+        (subcommands,) = [a for a in build_parser((module,))._actions if a.choices]
+        assert set(subcommands.choices) == {"list", *names}, module
 
 
 def test_brown_bengio_setting_matches_kenlm(run_cli, tmp_path):

@@ -11,9 +11,9 @@ import torch
 from conftest import TINY_TEXT
 
 import lmforge
-from lmforge.embed import embed
 from lmforge.errors import CheckpointError, ConfigError
 from lmforge.folders import CONFIG_FILE, WEIGHTS_FILE, load_model, save_model
+from lmforge.hub.embed import embed
 from lmforge.models.bert import BERT, BertConfig
 from lmforge.models.heads import SequenceClassifier
 from lmforge.models.ngram import NgramConfig, NgramLM

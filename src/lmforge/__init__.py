@@ -1,38 +1,46 @@
 """lmforge: every generation of language model, trained on the same corpus with the same
-tokenizer and measured with the same perplexity."""
+tokenizer and measured with the same perplexity.
 
-from lmforge._version import __version__  # noqa: E402
-from lmforge.data import BUILTIN_CORPORA, Corpus, load_corpus, read_texts  # noqa: E402
-from lmforge.embed import embed  # noqa: E402
-from lmforge.errors import (  # noqa: E402
-    CheckpointError,
-    ConfigError,
-    DataError,
-    LMForgeError,
-    UnknownModelError,
-)
-from lmforge.evaluate import lines_perplexity, tokenize_lines  # noqa: E402
-from lmforge.finetune import load_classifier  # noqa: E402
-from lmforge.folders import load_model, save_model  # noqa: E402
-from lmforge.hub import export_hf, import_hf  # noqa: E402
-from lmforge.metrics import perplexity  # noqa: E402
-from lmforge.models import FAMILIES, get_family  # noqa: E402
-from lmforge.models.bert import BERT, BertConfig  # noqa: E402
-from lmforge.models.heads import SequenceClassifier, TokenClassifier  # noqa: E402
-from lmforge.models.ngram import NgramConfig, NgramEvaluation, NgramLM, kn_discounts  # noqa: E402
-from lmforge.pretrain import fill_mask, pseudo_perplexity  # noqa: E402
-from lmforge.tokenize import (  # noqa: E402
-    TOKENIZER_KINDS,
-    Tokenizer,
-    load_tokenizer,
-    sentence_tokens,
-    train_tokenizer,
-)
-from lmforge.workflows import (  # noqa: E402
-    evaluate_ngram,
-    load_ngram,
-    train_ngram,
-)
+The public API is loaded on first use (PEP 562): ``import lmforge`` is light, and a name's home
+module, with what it needs (torch for the neural families), is imported when the name is first
+read. ``lmforge ngram ...`` and ``lmforge --version`` never import torch.
+"""
+
+import importlib
+
+from lmforge._version import __version__
+
+_HOMES = {  # home module -> the public names it defines
+    "lmforge.data": ("BUILTIN_CORPORA", "Corpus", "load_corpus", "read_texts"),
+    "lmforge.errors": (
+        "CheckpointError",
+        "ConfigError",
+        "DataError",
+        "LMForgeError",
+        "UnknownModelError",
+    ),
+    "lmforge.evaluate": ("lines_perplexity",),
+    "lmforge.finetune": ("load_classifier",),
+    "lmforge.folders": ("load_model", "save_model"),
+    "lmforge.hub": ("export_hf", "import_hf"),
+    "lmforge.hub.embed": ("embed",),
+    "lmforge.metrics": ("perplexity",),
+    "lmforge.models": ("FAMILIES", "get_family"),
+    "lmforge.models.bert": ("BERT", "BertConfig"),
+    "lmforge.models.heads": ("SequenceClassifier", "TokenClassifier"),
+    "lmforge.models.ngram": ("NgramConfig", "NgramEvaluation", "NgramLM", "kn_discounts"),
+    "lmforge.pretrain": ("fill_mask", "pseudo_perplexity"),
+    "lmforge.tokenize": (
+        "TOKENIZER_KINDS",
+        "Tokenizer",
+        "load_tokenizer",
+        "sentence_tokens",
+        "tokenize_lines",
+        "train_tokenizer",
+    ),
+    "lmforge.ngram": ("evaluate_ngram", "load_ngram", "train_ngram"),
+}
+_HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
 
 __all__ = [
     "__version__",
@@ -75,3 +83,16 @@ __all__ = [
     "tokenize_lines",
     "train_ngram",
 ]
+
+
+def __getattr__(name: str):
+    """Import a public name's home module on first use and keep the name here."""
+    if name not in _HOME_OF:
+        raise AttributeError(f"module 'lmforge' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_HOME_OF[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

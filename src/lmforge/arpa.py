@@ -8,7 +8,9 @@ An n-gram of order n is stored as a sorted int64 key ``id(prefix (n-1)-gram) * V
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -75,51 +77,87 @@ def read_arpa(path: str | os.PathLike):
         raise CheckpointError(
             f"{path} is not UTF-8 at byte {err.start}; is it an ARPA file?"
         ) from None
+    except OSError as err:
+        raise CheckpointError(f"cannot read the ARPA file {path}: {err.strerror}") from None
     sections = _arpa_sections(path, text.splitlines())
     order = len(sections)
-    vocab, probs, backoffs = _arpa_unigrams(path, sections[0], order)
+    vocab, probs, backoffs = _arpa_unigrams(sections[0], order)
     word_ids = {w: i for i, w in enumerate(vocab)}
     keys = [np.arange(len(vocab), dtype=np.int64)]
     probs, backoffs = [probs], [backoffs]
-    for n in range(2, order + 1):
-        k, p, b = _arpa_order(path, sections[n - 1], n, order, word_ids, keys)
+    for section in sections[1:]:
+        k, p, b = _arpa_order(section, order, word_ids, keys)
         keys.append(k)
         probs.append(p)
         backoffs.append(b)
     return vocab, keys, probs, backoffs[: order - 1]
 
 
-def _arpa_sections(path: Path, lines: list[str]) -> list[list[str]]:
-    """The lines of each ``\\n-grams:`` section, checked against the header's counts."""
+@dataclass(frozen=True)
+class _Section:
+    """The lines of one ``\\n-grams:`` section and the file's line number of the first."""
+
+    path: Path
+    n: int
+    first: int
+    lines: list[str]
+
+    def at(self, index: int | None) -> str:
+        """Where line ``index`` of the section is, for a message (the file alone for None)."""
+        return str(self.path) if index is None else f"{self.path} line {self.first + index}"
+
+
+_HEADER_LINE = re.compile(r"ngram\s+(\d+)\s*=\s*(\d+)\s*")
+
+
+def _arpa_header(path: Path, lines: list[str]) -> tuple[list[int], int]:
+    """The n-gram counts the ``\\data\\`` header declares, and the index of ``\\1-grams:``."""
     declared: list[int] = []
     i = 0
     while i < len(lines) and not lines[i].startswith("\\1-grams:"):
-        if lines[i].startswith("ngram "):
-            declared.append(int(lines[i].partition("=")[2]))
+        if lines[i].startswith("ngram"):
+            match = _HEADER_LINE.fullmatch(lines[i].strip())
+            if not match or int(match[1]) != len(declared) + 1:
+                raise CheckpointError(
+                    f"{path} line {i + 1}: {lines[i][:60]!r} is not the header line "
+                    f"'ngram {len(declared) + 1}=COUNT'; the file is corrupt"
+                )
+            declared.append(int(match[2]))
         i += 1
     if not declared or i == len(lines):
         raise CheckpointError(
             f"{path} is not an ARPA file: no \\data\\ counts or \\1-grams: section"
         )
+    return declared, i
+
+
+def _arpa_sections(path: Path, lines: list[str]) -> list[_Section]:
+    """The ``\\n-grams:`` sections, checked against the header's counts."""
+    declared, i = _arpa_header(path, lines)
     sections = []
     for n, count in enumerate(declared, start=1):
         if i >= len(lines) or lines[i].strip() != f"\\{n}-grams:":
-            raise CheckpointError(f"{path}: expected the \\{n}-grams: section; the file is corrupt")
+            line = f" line {i + 1}" if i < len(lines) else ""
+            raise CheckpointError(
+                f"{path}{line}: expected the \\{n}-grams: section; the file is corrupt"
+            )
         section = lines[i + 1 : i + 1 + count]
         if len(section) < count or not all(section):
+            end = section.index("") if not all(section) else len(section)
             raise CheckpointError(
-                f"{path}: the header declares {count} {n}-grams but the section holds fewer; "
-                "the file is truncated or corrupt"
+                f"{path} line {i + 2 + end}: the header declares {count} {n}-grams but the "
+                "section holds fewer; the file is truncated or corrupt"
             )
-        sections.append(section)
+        sections.append(_Section(path, n, i + 2, section))
         i += 1 + count
         while i < len(lines) and not lines[i].strip():
             i += 1
     return sections
 
 
-def _parse_section(path: Path, lines: list[str], n: int, order: int, word_ids: dict[str, int]):
+def _parse_section(section: _Section, order: int, word_ids: dict[str, int]):
     """Log10 probabilities, (G, n) word ids and log10 backoffs of one ARPA section."""
+    lines, n = section.lines, section.n
     try:
         probs, texts, backoffs = _fields_fast(lines, n < order) or _fields_general(lines, n)
         words = " ".join(texts).split(" ")
@@ -127,16 +165,34 @@ def _parse_section(path: Path, lines: list[str], n: int, order: int, word_ids: d
             raise ValueError
     except (ValueError, IndexError):
         raise CheckpointError(
-            f"{path}: malformed line in the \\{n}-grams: section; each line must be "
-            f"'log10prob<TAB>{n} words[<TAB>log10backoff]'"
+            f"{section.at(_first_malformed(lines, n))}: malformed line in the \\{n}-grams: "
+            f"section; each line must be 'log10prob<TAB>{n} words[<TAB>log10backoff]'"
         ) from None
+    finite = np.isfinite(probs) & np.isfinite(backoffs)
+    if not finite.all():
+        bad = int(np.flatnonzero(~finite)[0])
+        raise CheckpointError(
+            f"{section.at(bad)}: {lines[bad][:60]!r} holds a number that is not finite "
+            "(nan or inf); the file is corrupt: re-create it"
+        )
     try:
         ids = np.fromiter(map(word_ids.__getitem__, words), np.int64, len(words))
     except KeyError as err:
+        bad = next(j for j, word in enumerate(words) if word not in word_ids) // n
         raise CheckpointError(
-            f"{path}: the {n}-gram word {err} is not among the unigrams"
+            f"{section.at(bad)}: the {n}-gram word {err} is not among the unigrams"
         ) from None
     return probs, ids.reshape(len(lines), n), backoffs
+
+
+def _first_malformed(lines: list[str], n: int) -> int | None:
+    """The index of the first line that no ARPA layout reads, or None."""
+    for index, line in enumerate(lines):
+        try:
+            _fields_general([line], n)
+        except ValueError:
+            return index
+    return None
 
 
 def _fields_fast(lines: list[str], with_backoff: bool):
@@ -165,13 +221,20 @@ def _fields_general(lines: list[str], n: int):
     return probs, [" ".join(f[1 : n + 1]) for f in split], backoffs
 
 
-def _arpa_unigrams(path: Path, lines: list[str], order: int):
-    words = [line.split()[1] if len(line.split()) > 1 else "" for line in lines]
+def _arpa_unigrams(section: _Section, order: int):
+    words = [line.split()[1] if len(line.split()) > 1 else "" for line in section.lines]
     for marker in (BOS, EOS):
         if marker not in words:
-            raise CheckpointError(f"{path}: the ARPA file has no {marker} unigram")
+            raise CheckpointError(f"{section.path}: the ARPA file has no {marker} unigram")
     word_ids = {w: i for i, w in enumerate(words)}
-    probs, _, backoffs = _parse_section(path, lines, 1, order, word_ids)
+    probs, _, backoffs = _parse_section(section, order, word_ids)
+    if len(word_ids) < len(words):
+        first = {}
+        twice = next(i for i, w in enumerate(words) if first.setdefault(w, i) != i)
+        raise CheckpointError(
+            f"{section.at(twice)}: the unigram {words[twice]!r} is listed twice; the file is "
+            "corrupt"
+        )
     # lmforge's ids: <unk>, <s>, </s> first, then the file's order.
     if UNK not in word_ids:  # as KenLM does for such files
         words.append(UNK)
@@ -182,18 +245,25 @@ def _arpa_unigrams(path: Path, lines: list[str], order: int):
     return [words[i] for i in perm], probs[perm], backoffs[perm]
 
 
-def _arpa_order(path, lines, n, order, word_ids, keys):
-    V = len(word_ids)
-    probs, ids, backoffs = _parse_section(path, lines, n, order, word_ids)
+def _arpa_order(section: _Section, order: int, word_ids: dict[str, int], keys: list):
+    V, n = len(word_ids), section.n
+    probs, ids, backoffs = _parse_section(section, order, word_ids)
     prefix = ids[:, 0]
     for m in range(2, n):
         prefix = find_keys(keys[m - 1], prefix * V + ids[:, m - 1])
         if (prefix < 0).any():
-            bad = " ".join(lines[int(np.flatnonzero(prefix < 0)[0])].split()[1 : n + 1])
+            index = int(np.flatnonzero(prefix < 0)[0])
+            bad = " ".join(section.lines[index].split()[1 : n + 1])
             raise CheckpointError(
-                f"{path}: the {n}-gram '{bad}' has no {m}-gram prefix in the file; lmforge "
-                "needs every prefix listed (as KenLM and SRILM write them)"
+                f"{section.at(index)}: the {n}-gram '{bad}' has no {m}-gram prefix in the file; "
+                "lmforge needs every prefix listed (as KenLM and SRILM write them)"
             )
     k = prefix * V + ids[:, n - 1]
     sort = np.argsort(k, kind="stable")
-    return k[sort], probs[sort], backoffs[sort]
+    k = k[sort]
+    if len(k) > 1 and (k[1:] == k[:-1]).any():
+        twice = int(sort[1:][k[1:] == k[:-1]][0])
+        raise CheckpointError(
+            f"{section.at(twice)}: this {n}-gram is listed twice; the file is corrupt"
+        )
+    return k, probs[sort], backoffs[sort]

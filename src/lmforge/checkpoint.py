@@ -17,11 +17,14 @@ name, size and sha256, the step, the run's id) last, renamed to its own name, an
 by ONE rename: a new ``trainer_state`` symlink replaces the old one. Older checkpoints and any
 temporary leftovers are removed afterwards, or at the start of the next job if it was killed.
 
-Invariant: at every moment ``trainer_state`` names a complete checkpoint whose manifest matches
-its files, and ``model.safetensors`` holds the bytes of that checkpoint's ``model.safetensors``:
-while training it is the symlink ``trainer_state/model.safetensors``; once the run has finished,
-a hard link to the file itself (so the model outlives its checkpoints), turned back into the
-symlink before the next checkpoint of a resumed run is made current.
+Invariant, at every moment, whatever was killed when: before a run's first checkpoint there is
+no ``trainer_state`` and no weights (at most a dangling link); from then on ``trainer_state``
+names a complete checkpoint of the run in ``config.json`` whose files match its manifest, and
+``model.safetensors`` holds the bytes of that checkpoint's ``model.safetensors`` (the last
+weights while training, the best once finished). While training it is the symlink
+``trainer_state/model.safetensors``; once the run has finished, a hard link to that file (so
+the model outlives its checkpoints), made a symlink again before a resumed run's next checkpoint
+is made current. A resume verifies the manifest and the run's id (``read_checkpoint``).
 """
 
 from __future__ import annotations
@@ -63,16 +66,11 @@ CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 TOKENIZER_FILE, ARPA_FILE = "tokenizer.json", "model.arpa"
 STATE_DIR, VERSIONS_DIR, METRICS_FILE = "trainer_state", "checkpoints", "metrics.jsonl"
 MANIFEST_FILE = "manifest.json"
-# What a training run writes into its folder, and what ``start_run(overwrite=True)`` removes.
-RUN_FILES = (
-    CONFIG_FILE,
-    TOKENIZER_FILE,
-    WEIGHTS_FILE,
-    ARPA_FILE,
-    STATE_DIR,
-    VERSIONS_DIR,
-    METRICS_FILE,
-)
+# A folder holding one of these holds a run or a model; a new run removes them (and the rest of
+# what a run writes) only when told to overwrite. A tokenizer or metrics without them are what a
+# run killed before its config.json left, and are simply removed.
+RUN_MARKS = (CONFIG_FILE, WEIGHTS_FILE, ARPA_FILE, STATE_DIR, VERSIONS_DIR)
+RUN_FILES = (*RUN_MARKS, TOKENIZER_FILE, METRICS_FILE)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -128,13 +126,13 @@ def start_run(folder: str | os.PathLike, overwrite: bool = False) -> None:
         CheckpointError: the folder holds another run and ``overwrite`` is False.
     """
     target = Path(folder)
-    present = [name for name in RUN_FILES if os.path.lexists(target / name)]
-    if present and not overwrite:
+    marks = [name for name in RUN_MARKS if os.path.lexists(target / name)]
+    if marks and not overwrite:
         raise CheckpointError(
-            f"{target} already holds a run ({', '.join(present)}); continue it with --resume, "
-            "replace it with --overwrite, or give another --out"
+            f"{target} already holds a run or model ({', '.join(marks)}); continue a run with "
+            "--resume, replace it with --overwrite, or give another --out"
         )
-    for name in present:
+    for name in RUN_FILES:
         _remove(target / name)
     clean_leftovers(target)
 
@@ -154,8 +152,8 @@ def remove_checkpoints(folder: str | os.PathLike) -> None:
 
 
 def clean_leftovers(folder: str | os.PathLike) -> None:
-    """Remove what a killed job left: temporary files and folders, and every checkpoint but
-    the current one."""
+    """Finish what a killed job left: remove temporary files and folders and every checkpoint
+    but the current one; a finished run's weights become a plain file."""
     target = Path(folder)
     versions = target / VERSIONS_DIR
     current = _current(target)
@@ -165,6 +163,9 @@ def clean_leftovers(folder: str | os.PathLike) -> None:
         for entry in versions.iterdir():
             if current is None or entry.name != current.name:
                 _remove(entry)
+    if current is not None and (target / WEIGHTS_FILE).is_symlink():
+        if read_json(current / MANIFEST_FILE, "checkpoint manifest").get("finished"):
+            _settle_weights(target)
 
 
 @contextmanager
@@ -204,9 +205,7 @@ def write_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     _make_current(target, versions / name)
-    clean_leftovers(target)
-    if finished:
-        _settle_weights(target)
+    clean_leftovers(target)  # the older checkpoints; a finished run's weights become a file
 
 
 def read_checkpoint(folder: str | os.PathLike, run_id: str | None = None) -> tuple[Path, dict]:
@@ -250,7 +249,8 @@ def _temp_path(target: Path) -> Path:
 
 def _write_synced(path: Path, data: bytes) -> None:
     """Create ``path`` holding ``data``, synced to disk."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    # 0o666 less the umask, as open() gives: every file lmforge writes gets the same mode
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
     try:
         view = memoryview(data)
         while view:

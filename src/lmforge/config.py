@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import tomllib
 import typing
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ __all__ = [
     "read_config_file",
     "config_to_dict",
     "parse_sets",
+    "check_type",
     "check_int",
     "check_sizes",
     "check_dropout",
@@ -68,9 +70,13 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         text = file.read_text(encoding="utf-8")
     except (FileNotFoundError, IsADirectoryError):
         raise ConfigError(f"{file}: no such config file") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read the config file {file}: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{file} is not UTF-8 at byte {err.start}; give a text file") from None
     try:
         data = tomllib.loads(text) if file.suffix == ".toml" else json.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise ConfigError(
             f"{file}: not valid {file.suffix.lstrip('.') or 'JSON'} ({err})"
         ) from None
@@ -83,7 +89,8 @@ def build_config(cls: type, file_values: dict[str, Any], flag_values: dict[str, 
     """Instantiate ``cls`` from defaults, then the file's values, then the flags that were set.
 
     Raises:
-        ConfigError: an unknown key (listing the valid ones) or a value ``cls`` rejects.
+        ConfigError: an unknown key (listing the valid ones), a value of the wrong type
+            (``check_type``) or one ``cls`` rejects.
     """
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(file_values) - set(names))
@@ -92,13 +99,48 @@ def build_config(cls: type, file_values: dict[str, Any], flag_values: dict[str, 
             f"unknown config key(s) {', '.join(unknown)} for {cls.__name__}; "
             f"valid keys: {', '.join(names)}"
         )
-    values = dict(file_values)
-    values.update({k: v for k, v in flag_values.items() if k in names and v is not None})
+    flags = {k: v for k, v in flag_values.items() if k in names and v is not None}
+    hints = typing.get_type_hints(cls)
+    for key, value in [*file_values.items(), *flags.items()]:  # a file's, even where a flag wins
+        check_type(key, value, hints[key])
+    values = {**file_values, **flags}
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     try:
         return cls(**values)
     except TypeError as err:
         raise ConfigError(f"bad value for {cls.__name__}: {err}") from None
+
+
+def check_type(field: str, value: object, kind: object) -> None:
+    """Raise ConfigError unless ``value`` has the type of a config field annotated ``kind``:
+    int fields take integers (not bools, not 1.5), float fields finite numbers, str fields
+    strings, bool fields bools, tuple fields lists or tuples (of numbers when annotated so)."""
+    if typing.get_origin(kind) is tuple:
+        items = typing.get_args(kind)[:1]
+        if not isinstance(value, tuple | list):
+            raise ConfigError(f"{field} must be a list, got {value!r}")
+        for item in value if items else ():
+            check_type(field, item, items[0])
+        return
+    name = getattr(kind, "__name__", str(kind))
+    if kind is float:
+        ok = _is_number(value) and math.isfinite(value)
+    else:
+        ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+    if not ok:
+        wanted = {
+            "int": "an integer",
+            "float": "a finite number",
+            "str": "a string",
+            "bool": "true or false",
+        }
+        raise ConfigError(
+            f"{field} must be {wanted.get(name, name)}, got {value!r} ({type(value).__name__})"
+        )
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def add_config_flags(
@@ -160,7 +202,7 @@ def check_fraction(field: str, value: object) -> None:
 
 
 def _is_whole_number(value: object) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int | float) and value % 1 == 0
+    return _is_number(value) and value % 1 == 0
 
 
 def checked_cutoffs(cutoffs: object, tied: bool = False) -> tuple[int, ...]:

@@ -18,7 +18,7 @@ from torch import nn
 from lmforge.data.batching import eval_rows, eval_windows, pad_rows, token_stream
 from lmforge.metrics import mix_log_probs, perplexity
 from lmforge.models import family_of
-from lmforge.tokenize import Tokenizer
+from lmforge.tokenize import Tokenizer, tokenize_lines
 
 __all__ = [
     "evaluate_model",
@@ -26,20 +26,8 @@ __all__ = [
     "lines_perplexity",
     "mix_log_probs",
     "perplexity",
-    "split_words",
     "stream_log_probs",
-    "tokenize_lines",
 ]
-
-
-def split_words(lines: Sequence[str]) -> list[list[str]]:
-    """Whitespace-separated words of each line, as KenLM's lmplz and query read text."""
-    return [line.split() for line in lines]
-
-
-def tokenize_lines(lines: Sequence[str], tokenizer: Tokenizer | None) -> list[list[str]]:
-    """Token strings of each line with ``tokenizer``, or whitespace words without one."""
-    return split_words(lines) if tokenizer is None else tokenizer.tokens_batch(lines)
 
 
 def line_log_probs(model, tokenizer: Tokenizer | None, lines: Sequence[str]) -> np.ndarray:

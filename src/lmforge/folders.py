@@ -21,11 +21,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
-from safetensors.torch import save as safetensors_bytes
+from typing import TYPE_CHECKING
 
 from lmforge._version import __version__
 from lmforge.checkpoint import (
@@ -38,12 +34,13 @@ from lmforge.checkpoint import (
     write_json,
 )
 from lmforge.config import build_config, config_to_dict
-from lmforge.errors import CheckpointError, ConfigError, LMForgeError
-from lmforge.hub.hf import import_hf
+from lmforge.errors import CheckpointError, ConfigError, LMForgeError, UnknownModelError
 from lmforge.lock import folder_lock
 from lmforge.models import family_of, get_family
-from lmforge.models.heads import HEADS, head_task
 from lmforge.tokenize import Tokenizer, load_tokenizer
+
+if TYPE_CHECKING:  # torch is imported only where a neural model is saved or loaded
+    import torch
 
 __all__ = [
     "ARPA_FILE",
@@ -66,7 +63,8 @@ def write_record(
     **record,
 ) -> Path:
     """Write a folder's ``tokenizer.json`` (or remove a stale one) and ``config.json``: the
-    family, the version, the model config and ``record`` (JSON values)."""
+    family, the version, the model config, the tokenizer's ``chat_template`` if it has one and
+    ``record`` (JSON values)."""
     out = Path(folder)
     if tokenizer is not None:
         tokenizer.save(out / TOKENIZER_FILE)
@@ -79,12 +77,16 @@ def write_record(
         "tokenizer": tokenizer.kind if tokenizer is not None else None,
         **record,
     }
+    if tokenizer is not None and tokenizer.chat_template:
+        meta["chat_template"] = tokenizer.chat_template
     write_json(out / CONFIG_FILE, meta)
     return out
 
 
 def save_weights(path: str | os.PathLike, tensors: dict[str, torch.Tensor]) -> None:
     """A state dict as safetensors, atomically; tied tensors are stored once per name."""
+    from safetensors.torch import save as safetensors_bytes
+
     state = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
     atomic_write_bytes(path, safetensors_bytes(state))
 
@@ -106,7 +108,7 @@ def save_model(
         CheckpointError: another process writes ``folder`` (``lmforge.lock``).
     """
     out = Path(folder)
-    task = head_task(model)
+    task = _head_task(model)
     if task is not None:
         labels = record.get("labels")
         if not isinstance(labels, list) or len(labels) != model.n_labels:
@@ -136,6 +138,18 @@ def save_model(
         else:
             save_weights(out / WEIGHTS_FILE, model.state_dict())
         return write_record(out, family.name, base.config, tokenizer, **record)
+
+
+def _head_task(model) -> str | None:
+    """The task of a classifier of ``lmforge.models.heads``; None for a model of a registered
+    family, answered without importing torch for a counted one."""
+    try:
+        family_of(model)
+    except UnknownModelError:
+        from lmforge.models.heads import head_task  # torch: every classifier is neural
+
+        return head_task(model)
+    return None
 
 
 def read_record(folder: str | os.PathLike) -> dict:
@@ -195,9 +209,11 @@ def load_model(path: str | os.PathLike):
         return model, tokenizer, record
     model = _build(target, family, record)
     _load_weights(model, target / WEIGHTS_FILE)
-    base = model.base if head_task(model) else model
+    base = model.base if record.get("task") is not None else model
     base.fresh_heads = tuple(record.get("fresh_heads", ()))
-    return model.eval(), load_tokenizer(target / TOKENIZER_FILE), record
+    tokenizer = load_tokenizer(target / TOKENIZER_FILE)
+    tokenizer.chat_template = record.get("chat_template")  # a chat model's (lmforge.chat)
+    return model.eval(), tokenizer, record
 
 
 def _build(folder: Path, family, record: dict):
@@ -210,6 +226,8 @@ def _build(folder: Path, family, record: dict):
     task = record.get("task")
     if task is None:
         return model
+    from lmforge.models.heads import HEADS
+
     labels = record.get("labels")
     if task not in HEADS or not isinstance(labels, list):
         raise CheckpointError(
@@ -220,6 +238,9 @@ def _build(folder: Path, family, record: dict):
 
 
 def _load_weights(model: torch.nn.Module, path: Path) -> None:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     try:
         model.load_state_dict(load_file(str(path)))
     except (OSError, RuntimeError, ValueError, SafetensorError) as err:
@@ -231,6 +252,8 @@ def _load_weights(model: torch.nn.Module, path: Path) -> None:
 
 def _load_hf(folder: Path):
     """A Hugging Face folder imported in memory; what cannot be mapped is a warning."""
+    from lmforge.hub.hf import import_hf
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model, tokenizer = import_hf(folder)

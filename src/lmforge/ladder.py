@@ -23,12 +23,12 @@ import torch
 from lmforge.checkpoint import write_json
 from lmforge.data import load_corpus
 from lmforge.errors import ConfigError, LMForgeError
-from lmforge.evaluate import line_log_probs, tokenize_lines
+from lmforge.evaluate import line_log_probs
 from lmforge.folders import save_model
 from lmforge.metrics import mix_log_probs, perplexity
 from lmforge.models import get_family
 from lmforge.models.ngram import NgramConfig, NgramLM
-from lmforge.tokenize import train_tokenizer
+from lmforge.tokenize import tokenize_lines, train_tokenizer
 from lmforge.train.config import TrainConfig
 from lmforge.workflows import train_family
 
@@ -532,6 +532,7 @@ def _neural_rung(
         train_config,
         out_dir=out / rung.family if out else None,
         progress=progress,
+        overwrite=True,  # a ladder's folder is its own: a rerun replaces its rungs
     )
     logp = {
         split: line_log_probs(model, tok, lines)

@@ -16,19 +16,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lmforge.config import build_config, config_to_dict, parse_sets, read_config_file
-from lmforge.data import BUILTIN_CORPORA, load_corpus, read_texts
+from lmforge.data import BUILTIN_CORPORA, DEFAULT_TOKENIZERS, load_corpus, read_texts
 from lmforge.data.mlm import document_split
 from lmforge.data.pairs import BUILTIN_PAIRS, bleu, load_pairs
-from lmforge.errors import ConfigError
+from lmforge.errors import CheckpointError, ConfigError
 from lmforge.evaluate import lines_perplexity
 from lmforge.folders import TOKENIZER_FILE, read_record
 from lmforge.models import FAMILIES, Family
+from lmforge.preflight import check_device
 from lmforge.tokenize import Tokenizer, load_tokenizer, train_tokenizer
 from lmforge.train.config import TrainConfig, TrainResult
 from lmforge.workflows import train_family, translate
 
 __all__ = [
-    "DEFAULT_TOKENIZERS",
     "TrainingData",
     "default_tokenizer",
     "Run",
@@ -37,9 +37,6 @@ __all__ = [
     "training_data",
     "train_job",
 ]
-
-# The tokenizer a corpus gets when none is asked for ("none": whitespace words, as lmplz reads).
-DEFAULT_TOKENIZERS = {"tang": "char", "couplets": "char"}
 
 
 @dataclass
@@ -114,13 +111,19 @@ def resolve_settings(
 ) -> tuple[dict, TrainConfig]:
     """Model settings and TrainConfig: the config file's values, then (when resuming) the run's
     own recorded settings, then ``--set`` values; an unknown key is an error listing the
-    valid ones."""
+    valid ones, and the model settings are checked here, before any work.
+
+    Raises:
+        ConfigError: an unknown key, a bad value, or a model setting that a resumed run does
+            not share (its weights have their own shapes).
+    """
     settings = dict(file_values)
+    model_keys = {f.name for f in dataclasses.fields(family.config_class)} - {"vocab_size"}
     if resumed is not None:  # the run's own settings; --set may still change trainer ones
         settings = {**resumed["config"], **resumed["train_config"]}
         settings.pop("vocab_size", None)
+        _check_resumed_model(resumed["config"], {k: sets[k] for k in sets if k in model_keys})
     settings.update(sets)
-    model_keys = {f.name for f in dataclasses.fields(family.config_class)} - {"vocab_size"}
     train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(settings) - model_keys - train_keys)
     if unknown:
@@ -130,7 +133,41 @@ def resolve_settings(
         )
     model_settings = {k: v for k, v in settings.items() if k in model_keys}
     train_settings = {k: v for k, v in settings.items() if k in train_keys}
+    build_config(family.config_class, {**model_settings, "vocab_size": 0}, {})  # checks them
     return model_settings, build_config(TrainConfig, train_settings, {})
+
+
+def _resumed_run(folder: Path, family: Family) -> dict:
+    """The record of the training run of ``family`` that ``folder`` holds, to resume.
+
+    Raises:
+        CheckpointError: the folder holds no run, or one of another family.
+    """
+    record = read_record(folder)
+    if "train_config" not in record or "config" not in record:
+        raise CheckpointError(
+            f"{folder} holds no training run to resume (its config.json has no train_config); "
+            "drop --resume and give another --out"
+        )
+    if record.get("family") != family.name:
+        raise CheckpointError(
+            f"{folder} holds a {record.get('family')} run; resume it with --model "
+            f"{record.get('family')}, or train {family.name} into another --out"
+        )
+    return record
+
+
+def _check_resumed_model(recorded: dict, changes: dict) -> None:
+    """Raise ConfigError when ``changes`` (``--set`` model settings) differ from the resumed
+    run's ``recorded`` model config."""
+    changed = {k: v for k, v in changes.items() if recorded.get(k) != v}
+    if changed:
+        given = ", ".join(f"{k}={v!r}" for k, v in changed.items())
+        kept = ", ".join(f"{k}={recorded.get(k)!r}" for k in changed)
+        raise ConfigError(
+            f"--resume keeps the run's model ({kept}); drop --set {given}, or start a new run "
+            "with --overwrite or another --out"
+        )
 
 
 def train_job(
@@ -154,9 +191,10 @@ def train_job(
         the finished ``Run``.
     """
     out = Path(out)
-    resumed = read_record(out) if resume else None
+    resumed = _resumed_run(out, family) if resume else None
     file_values = read_config_file(config_file) if config_file else {}
     model_settings, train_config = resolve_settings(family, file_values, parse_sets(sets), resumed)
+    check_device(train_config.device)
     kind = tokenizer_kind or default_tokenizer(family, data.name)
     if kind == "none":
         raise ConfigError("neural models need a tokenizer; choose one with --tokenizer")
@@ -167,7 +205,8 @@ def train_job(
             kind, data.texts, vocab_size=vocab_size, rare_threshold=rare_threshold
         )
     say(
-        f"lmforge train: {family.name} on {data.name} ({family.task} task), tokenizer {kind} "
+        f"lmforge train: {family.name} on {data.name} ({family.task} task), tokenizer "
+        f"{tokenizer.kind} "
         f"({tokenizer.vocab_size:,} symbols)"
     )
     say(f"model settings {model_settings}; trainer {config_to_dict(train_config)}")

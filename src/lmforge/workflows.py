@@ -1,4 +1,5 @@
-"""What the ``lmforge`` subcommands do, as plain Python functions.
+"""What the ``lmforge`` subcommands do for the neural families, as plain Python functions (the
+n-gram model's, which need no torch: ``lmforge.ngram``).
 
 Text becomes token sequences by one rule: a tokenizer from ``lmforge.tokenize`` (or, with none,
 whitespace-separated words exactly as KenLM's lmplz reads them), then ``<s>`` ... ``</s>``.
@@ -7,6 +8,7 @@ whitespace-separated words exactly as KenLM's lmplz reads them), then ``<s>`` ..
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -14,77 +16,26 @@ from dataclasses import dataclass
 import torch
 
 from lmforge.checkpoint import has_checkpoint, new_run_id, start_run
-from lmforge.config import build_config, config_to_dict
+from lmforge.config import build_config, check_int, config_to_dict
 from lmforge.data.pairs import source_batch
-from lmforge.errors import CheckpointError, ConfigError, DataError
-from lmforge.evaluate import tokenize_lines
-from lmforge.folders import load_model, read_record, write_record
+from lmforge.errors import ConfigError
+from lmforge.folders import read_record, write_record
 from lmforge.lock import folder_lock
 from lmforge.models import family_of, get_family
-from lmforge.models.ngram import NgramConfig, NgramEvaluation, NgramLM
 from lmforge.nn.decoding import Blocking, beam_search, greedy_decode, mbr_decode
 from lmforge.nn.sampling import Sampler
-from lmforge.tokenize import BOS, Tokenizer, train_tokenizer
+from lmforge.tokenize import BOS, RARE, Tokenizer, tokenize_lines
 from lmforge.train.config import TrainConfig, TrainResult
 from lmforge.train.tasks import Task, make_task
 from lmforge.train.trainer import Trainer
 
 __all__ = [
-    "train_ngram",
-    "load_ngram",
-    "evaluate_ngram",
     "build_model",
     "train_family",
     "translate",
     "Decoding",
     "generate_text",
 ]
-
-
-def train_ngram(
-    lines: Sequence[str],
-    config: NgramConfig,
-    tokenizer_kind: str | None = None,
-    vocab_size: int = 8000,
-    rare_threshold: int = 3,
-    progress: bool = False,
-) -> tuple[NgramLM, Tokenizer | None]:
-    """Train a tokenizer (unless ``tokenizer_kind`` is None) and an n-gram model on ``lines``."""
-    if not lines:
-        raise DataError("no training text; give a file or corpus with some lines")
-    tokenizer = None
-    if tokenizer_kind is not None:
-        tokenizer = train_tokenizer(
-            tokenizer_kind, lines, vocab_size=vocab_size, rare_threshold=rare_threshold
-        )
-    model = NgramLM.fit(tokenize_lines(lines, tokenizer), config, progress=progress)
-    return model, tokenizer
-
-
-def evaluate_ngram(
-    model: NgramLM, tokenizer: Tokenizer | None, lines: Sequence[str]
-) -> NgramEvaluation:
-    """Perplexity of ``lines`` (with and without OOVs), tokenised as the model was trained."""
-    return model.evaluate(tokenize_lines(lines, tokenizer))
-
-
-def load_ngram(path: str | os.PathLike) -> tuple[NgramLM, Tokenizer | None]:
-    """An n-gram model and its tokenizer (None: whitespace words) from an ARPA file or a model
-    folder.
-
-    Raises:
-        CheckpointError: a missing or corrupt path, or a folder of another family.
-    """
-    model, tokenizer, record = load_model(path)
-    if get_family(record["family"]).fitting != "counting":
-        raise CheckpointError(
-            f"{path} holds a {record['family']!r} model, not an n-gram model; use `lmforge eval` "
-            "or `lmforge generate` for it"
-        )
-    return model, tokenizer
-
-
-# -- neural families -------------------------------------------------------------------------------
 
 
 def build_model(family_name: str, vocab_size: int, overrides: dict | None = None):
@@ -232,12 +183,16 @@ def generate_text(
     decoding: Decoding = Decoding(),
 ) -> str:
     """Text from a model of any generating family: an encoder-decoder decodes ``prompt`` as its
-    source (``decoding``); a causal LM continues it, sampled by ``sampler``.
+    source (``decoding``); a causal LM continues it, sampled by ``sampler``. Pieces of the
+    prompt outside the model's vocabulary are named in a warning.
 
     Raises:
-        ConfigError: encoder-decoder settings for a causal model.
+        ConfigError: a negative ``max_new_tokens``, or encoder-decoder settings for a causal
+            model.
     """
+    check_int("max_new_tokens", max_new_tokens, 0)
     family = family_of(model)
+    _warn_unknown(prompt, tokenizer, model)
     if family.seq2seq:
         return translate(
             model,
@@ -267,3 +222,29 @@ def generate_text(
         torch.tensor([[tokenizer.token_to_id(BOS), *ids]]), max_new_tokens, sampler
     )
     return tokenizer.decode(out[0].tolist())
+
+
+def _warn_unknown(prompt: str, tokenizer: Tokenizer | None, model) -> None:
+    """Warn, naming them, about the prompt's pieces that the model reads as an unknown token:
+    whitespace words for a model over words (no tokenizer, or a word or jieba one), else
+    characters (subword and char tokenizers lack only characters)."""
+    if tokenizer is None:
+        known = model.word_ids
+        unknown = [word for word in dict.fromkeys(prompt.split()) if word not in known]
+    else:
+        unknown_ids = {tokenizer.unk_id}
+        if RARE in tokenizer.vocab:
+            unknown_ids.add(tokenizer.token_to_id(RARE))
+        by_words = tokenizer.kind in ("word", "jieba")
+        pieces = dict.fromkeys(prompt.split() if by_words else "".join(prompt.split()))
+        unknown = [
+            piece
+            for piece in pieces
+            if not unknown_ids.isdisjoint(tokenizer.encode(piece, markers=False))
+        ]
+    if unknown:
+        warnings.warn(
+            f"the prompt holds {', '.join(map(repr, unknown))}, outside the model's vocabulary; "
+            "the model reads them as an unknown token",
+            stacklevel=3,
+        )

@@ -12,10 +12,10 @@ import torch
 from conftest import TINY_TEXT
 from safetensors.torch import load_file, save_file
 
-from lmforge.embed import embed, load_encoder
 from lmforge.errors import CheckpointError, ConfigError
 from lmforge.folders import save_model
 from lmforge.hub import export_hf, import_hf
+from lmforge.hub.embed import embed, load_encoder
 from lmforge.models.bert import BERT, BertConfig, l2_normalize, mean_pool
 from lmforge.models.gpt import GPT, GPTConfig
 from lmforge.tokenize import PretrainedTokenizer, load_tokenizer, train_tokenizer

@@ -10,7 +10,6 @@ import pytest
 from conftest import shared_path
 
 from lmforge.errors import CheckpointError, ConfigError, DataError
-from lmforge.evaluate import split_words
 from lmforge.models.ngram import (
     KENLM_FALLBACK,
     NgramConfig,
@@ -20,6 +19,7 @@ from lmforge.models.ngram import (
     count_ngrams_reference,
     kn_discounts,
 )
+from lmforge.tokenize import split_words
 
 FALLBACK = NgramConfig(order=3, discount_fallback=KENLM_FALLBACK)
 

@@ -9,8 +9,8 @@ import pytest
 from conftest import shared_path
 
 from lmforge.errors import DataError
-from lmforge.evaluate import split_words
 from lmforge.models.ngram import KENLM_FALLBACK, NgramConfig, NgramLM
+from lmforge.tokenize import split_words
 
 HISTORIES = (
     [],

@@ -10,13 +10,14 @@ from lmforge.cli.common import add_setting_flags, say
 from lmforge.config import config_to_dict, parse_sets, read_config_file
 from lmforge.data import read_texts
 from lmforge.data.labelled import TASKS, check_labels, read_examples
-from lmforge.embed import embed, load_encoder, save_embeddings
 from lmforge.errors import ConfigError
 from lmforge.finetune import finetune, finetune_config
 from lmforge.folders import load_model, save_model
 from lmforge.hub import export_hf, import_hf
+from lmforge.hub.embed import embed, load_encoder, save_embeddings
 from lmforge.models import family_of
 from lmforge.models.bert import BERT
+from lmforge.preflight import check_device, check_output_file, check_output_folder
 from lmforge.pretrain import MASK_MARKERS, fill_mask
 from lmforge.tokenize import Tokenizer
 
@@ -92,6 +93,7 @@ def add_commands(commands) -> None:
 
 
 def run_embed(args: argparse.Namespace) -> int:
+    check_output_file(args.out, ".npy file")
     model, tokenizer = load_encoder(args.model)
     sentences = read_texts(args.text)
     vectors = embed(model, tokenizer, sentences, batch_size=args.batch_size)
@@ -101,6 +103,7 @@ def run_embed(args: argparse.Namespace) -> int:
 
 
 def run_export_hf(args: argparse.Namespace) -> int:
+    check_output_folder(args.out, "Hugging Face folder")
     model, tokenizer, meta = load_model(args.model)
     out = export_hf(model, tokenizer, args.out)
     print(f"wrote {out}/ ({meta['family']} in Hugging Face format)")
@@ -108,6 +111,7 @@ def run_export_hf(args: argparse.Namespace) -> int:
 
 
 def run_import_hf(args: argparse.Namespace) -> int:
+    check_output_folder(args.out, "model folder")
     model, tokenizer = import_hf(args.folder)
     out = save_model(args.out, model, tokenizer)
     print(
@@ -153,6 +157,8 @@ def run_finetune(args: argparse.Namespace) -> int:
     settings = read_config_file(args.config) if args.config else {}
     settings.update(parse_sets(args.set))
     train_config = finetune_config(len(train_records), settings)
+    check_device(train_config.device)
+    check_output_folder(args.out, "fine-tuned folder")
     check_labels(train_records, eval_records, args.task)
     encoder, tokenizer = _load_bert(args.model)
     say(

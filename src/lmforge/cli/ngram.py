@@ -7,14 +7,14 @@ import json
 import time
 from pathlib import Path
 
-from lmforge.cli.common import add_tokenizer_flags, say
+from lmforge.cli.common import add_tokenizer_flags, by_corpus, say
 from lmforge.config import add_config_flags, build_config, config_to_dict, read_config_file
-from lmforge.data import BUILTIN_CORPORA, load_corpus, read_texts
-from lmforge.evaluate import tokenize_lines
+from lmforge.data import BUILTIN_CORPORA, DEFAULT_TOKENIZERS, load_corpus, read_texts
 from lmforge.folders import save_model
 from lmforge.models.ngram import KENLM_FALLBACK, LN10, NgramConfig
-from lmforge.training import DEFAULT_TOKENIZERS
-from lmforge.workflows import evaluate_ngram, load_ngram, train_ngram
+from lmforge.ngram import evaluate_ngram, load_ngram, train_ngram
+from lmforge.preflight import check_output_file, check_output_folder
+from lmforge.tokenize import TOKENIZER_KINDS, tokenize_lines
 
 
 def add_commands(commands) -> None:
@@ -31,7 +31,11 @@ def add_commands(commands) -> None:
     train.add_argument("--out", help="write a model folder (model.arpa, config.json, tokenizer)")
     train.add_argument("--config", help="JSON or TOML file with NgramConfig settings")
     add_config_flags(train, NgramConfig)
-    add_tokenizer_flags(train)
+    add_tokenizer_flags(
+        train,
+        f"none = whitespace words as KenLM reads them; {by_corpus(DEFAULT_TOKENIZERS)}",
+        ("none", *TOKENIZER_KINDS),
+    )
     train.add_argument("--quiet", action="store_true", help="no progress lines")
     train.set_defaults(run=run_ngram_train)
 
@@ -61,6 +65,13 @@ def run_ngram_train(args: argparse.Namespace) -> int:
     lines = corpus.train if corpus else read_texts(args.text)
     name = corpus.name if corpus else Path(args.text).stem
     kind = args.tokenizer or DEFAULT_TOKENIZERS.get(name if corpus else "", "none")
+    out = args.out
+    if not args.arpa and not out:
+        out = f"runs/ngram-{name}-o{config.order}"
+    if args.arpa:
+        check_output_file(args.arpa, "ARPA file")
+    if out:
+        check_output_folder(out, "model folder")
     say(args, f"lmforge ngram train: {name}, tokenizer {kind}, {config_to_dict(config)}")
     start = time.perf_counter()
     model, tokenizer = train_ngram(
@@ -80,9 +91,6 @@ def run_ngram_train(args: argparse.Namespace) -> int:
             result = evaluate_ngram(model, tokenizer, corpus.split(split))
             info[f"{split}_ppl"] = result.perplexity
             print(_describe(f"{split} perplexity", result))
-    out = args.out
-    if not args.arpa and not out:
-        out = f"runs/ngram-{name}-o{config.order}"
     if args.arpa:
         model.save_arpa(args.arpa)
         print(f"wrote {args.arpa}")

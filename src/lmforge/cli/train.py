@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 from lmforge.checkpoint import write_json
-from lmforge.cli.common import add_setting_flags, add_tokenizer_flags, say
-from lmforge.data import BUILTIN_CORPORA, load_corpus
+from lmforge.cli.common import add_setting_flags, add_tokenizer_flags, by_corpus, say
+from lmforge.data import BUILTIN_CORPORA, DEFAULT_TOKENIZERS, load_corpus
 from lmforge.data.pairs import BUILTIN_PAIRS
 from lmforge.errors import ConfigError
 from lmforge.evaluate import lines_perplexity
@@ -17,6 +17,7 @@ from lmforge.folders import load_model
 from lmforge.ladder import DEFAULT_MODELS, PRESETS, ladder_table, run_ladder
 from lmforge.models import FAMILIES, get_family
 from lmforge.nn.sampling import Sampler
+from lmforge.preflight import check_output_folder
 from lmforge.tokenize import TOKENIZER_KINDS
 from lmforge.training import report, train_job, training_data
 from lmforge.vertical import about_minutes
@@ -115,15 +116,21 @@ def _add_run_flags(parser: argparse.ArgumentParser, example: str) -> None:
     parser.add_argument(
         "--overwrite", action="store_true", help="replace the run or model that --out holds"
     )
-    add_tokenizer_flags(parser)
+    add_tokenizer_flags(parser, _default_tokenizers())
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _default_tokenizers() -> str:
+    """What ``training.default_tokenizer`` picks, in words, for ``--help``."""
+    own = [f"{f.tokenizer} for {name}" for name, f in FAMILIES.items() if f.tokenizer]
+    return "; ".join([*own, by_corpus(DEFAULT_TOKENIZERS), "else word"])
 
 
 def run_train(args: argparse.Namespace) -> int:
     """One path for every trainable family: its task says which data it reads."""
     family = get_family(args.model)
     data = training_data(family, args.corpus, getattr(args, "pairs", None), args.valid)
-    out = Path(args.out or f"runs/{args.model}-{data.name}")
+    out = check_output_folder(args.out or f"runs/{args.model}-{data.name}", "model folder")
     run = train_job(
         family,
         data,

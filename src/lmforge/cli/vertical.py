@@ -12,6 +12,7 @@ from lmforge.config import parse_sets, read_config_file
 from lmforge.data.vertical import TASKS as VERTICAL_TASKS
 from lmforge.data.vertical import builtin_task
 from lmforge.errors import ConfigError
+from lmforge.preflight import check_output_file, check_output_folder
 from lmforge.vertical import METHODS, file_task, result_table, vertical_job
 
 
@@ -42,6 +43,10 @@ def add_commands(commands) -> None:
 
 
 def run_vertical_command(args: argparse.Namespace) -> int:
+    if args.out:
+        check_output_folder(args.out, "results folder")
+    if args.json:
+        check_output_file(args.json, "JSON file")
     settings = read_config_file(args.config) if args.config else {}
     settings.update(parse_sets(args.set))
     settings["sizes"] = tuple(

@@ -26,13 +26,24 @@ import numpy as np
 
 from lmforge.errors import ConfigError, DataError
 
-__all__ = ["BUILTIN_CORPORA", "SPLITS", "Corpus", "load_corpus", "read_jsonl", "read_texts"]
+__all__ = [
+    "BUILTIN_CORPORA",
+    "DEFAULT_TOKENIZERS",
+    "SPLITS",
+    "Corpus",
+    "load_corpus",
+    "read_jsonl",
+    "read_texts",
+]
 
 BUILTIN_CORPORA: tuple[str, ...] = ("brown", "tang")
 """Names accepted by :func:`load_corpus` for the corpora shipped with lmforge."""
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 """The split names of every corpus, in order."""
+
+# The tokenizer a corpus gets when none is asked for ("none": whitespace words, as lmplz reads).
+DEFAULT_TOKENIZERS = {"tang": "char", "couplets": "char"}
 
 _COMPRESSED = {".xz": lzma.decompress, ".gz": gzip.decompress}
 _INPUT_KINDS = "a .txt file, a .jsonl file or a folder of .txt files"
@@ -147,6 +158,10 @@ def read_jsonl(path: str | os.PathLike, shape: str = "JSON object") -> list[tupl
             raise DataError(
                 f"{path} line {number}: invalid JSON ({error.msg} at column {error.colno}); "
                 f"give one {shape} per line"
+            ) from None
+        except RecursionError:
+            raise DataError(
+                f"{path} line {number}: JSON nested too deeply to read; give one {shape} per line"
             ) from None
         if not isinstance(record, dict):
             raise DataError(

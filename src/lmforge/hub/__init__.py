@@ -1,4 +1,5 @@
-"""Model folders of other libraries in and out (Hugging Face), local files only."""
+"""Model folders of other libraries in and out (Hugging Face), local files only; ``embed``:
+sentence embeddings from an encoder of any such folder."""
 
 from lmforge.hub.hf import export_hf, import_hf
 

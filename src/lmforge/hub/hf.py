@@ -44,6 +44,7 @@ from lmforge.models.bert import BERT, BertConfig
 from lmforge.models.gpt import GPT, GPTConfig
 from lmforge.tokenize import (
     BOS,
+    CHAT_TOKENS,
     EOS,
     MASK,
     PAD,
@@ -445,7 +446,9 @@ def _lmforge_tokenizer(path: Path) -> Tokenizer:
             f"{path}: no {LMFORGE_TOKENIZER}; lmforge imports GPT-2 folders that it exported "
             "(its GPT needs an lmforge tokenizer); export the model with `lmforge export hf`"
         )
-    return load_tokenizer(path / LMFORGE_TOKENIZER)
+    tokenizer = load_tokenizer(path / LMFORGE_TOKENIZER)
+    tokenizer.chat_template = _optional_json(path / "tokenizer_config.json").get("chat_template")
+    return tokenizer
 
 
 def _optional_json(path: Path) -> dict:
@@ -462,7 +465,8 @@ def export_hf(model: nn.Module, tokenizer: Tokenizer, folder: str | os.PathLike)
     ``gpt`` becomes ``GPT2LMHeadModel`` (``activation_function`` "gelu": exact, as lmforge),
     ``bert`` becomes ``BertForMaskedLM`` (with the pooler and NSP weights too). Files:
     ``config.json``, ``model.safetensors``, ``tokenizer.json`` (not for jieba),
-    ``tokenizer_config.json``, ``special_tokens_map.json`` and ``lmforge_tokenizer.json``.
+    ``tokenizer_config.json`` (with a chat model's ``chat_template``),
+    ``special_tokens_map.json`` and ``lmforge_tokenizer.json``.
 
     Raises:
         ConfigError: another family, an adaptive softmax, or an untied GPT head with a bias
@@ -590,10 +594,10 @@ def _write_hf_tokenizer(out: Path, tokenizer: Tokenizer, bert: bool, max_length:
     names = _BERT_ROLES if bert else {role: f"{role}_token" for role in specials}
     tokens = {name: specials[role] for role, name in names.items()}
     write_json(out / "special_tokens_map.json", tokens)
-    write_json(
-        out / "tokenizer_config.json",
-        {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": max_length, **tokens},
-    )
+    settings = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": max_length}
+    if tokenizer.chat_template:  # transformers' apply_chat_template renders it
+        settings["chat_template"] = tokenizer.chat_template
+    write_json(out / "tokenizer_config.json", {**settings, **tokens})
 
 
 def _hf_tokenizer(tokenizer: Tokenizer, bert: bool) -> HFTokenizer | None:
@@ -612,7 +616,7 @@ def _hf_tokenizer(tokenizer: Tokenizer, bert: bool) -> HFTokenizer | None:
             hf.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.Fuse()])
     else:
         return None
-    hf.add_special_tokens([t for t in SPECIAL_TOKENS if t in tokenizer.vocab])
+    hf.add_special_tokens([t for t in (*SPECIAL_TOKENS, *CHAT_TOKENS) if t in tokenizer.vocab])
     if bert and not isinstance(tokenizer, PretrainedTokenizer):  # <s> A </s>, as [CLS] A [SEP]
         hf.post_processor = processors.TemplateProcessing(
             single=f"{BOS} $A {EOS}",

@@ -72,7 +72,7 @@ class Family:
         tokenizer: the tokenizer kind a run trains when none is asked for (bert: "wordpiece");
             None: the corpus's default (``lmforge.training.default_tokenizer``).
         embeds: True for encoders whose mean-pooled states are sentence embeddings
-            (``lmforge.embed``: bert, MiniLM).
+            (``lmforge.hub.embed``: bert, MiniLM).
         reads_future: True for a causal LM whose probabilities also read the future (elmo
             averages a backward LM), so that few-shot prompting cannot score a continuation.
         adaptation: how ``lmforge vertical`` adapts it (``Adaptation``); None: it is no base.

@@ -3,7 +3,8 @@
 ``base`` holds the sentence rule, the special tokens and the ``Tokenizer`` every kind answers;
 ``vocab`` the word, char and jieba kinds; ``subword`` bpe, bytebpe and wordpiece (Hugging Face
 ``tokenizers``); ``pretrained`` an imported checkpoint's own tokenizer; ``kinds``
-``train_tokenizer`` and ``load_tokenizer``. A tokenizer is saved as one JSON file.
+``train_tokenizer`` and ``load_tokenizer``; ``chat`` role tokens and chat templates. A tokenizer
+is saved as one JSON file.
 """
 
 from lmforge.tokenize.base import (
@@ -24,6 +25,18 @@ from lmforge.tokenize.base import (
     WHITESPACE,
     Tokenizer,
     sentence_tokens,
+    split_words,
+    tokenize_lines,
+)
+from lmforge.tokenize.chat import (
+    CHAT_TOKENS,
+    DEFAULT_CHAT_TEMPLATE,
+    END_OF_TURN,
+    ROLE_TOKENS,
+    ChatTemplate,
+    encode_text,
+    has_role_tokens,
+    with_role_tokens,
 )
 from lmforge.tokenize.kinds import load_tokenizer, train_tokenizer
 from lmforge.tokenize.pretrained import PRETRAINED_ROLES, PretrainedTokenizer
@@ -54,4 +67,14 @@ __all__ = [
     "train_tokenizer",
     "load_tokenizer",
     "sentence_tokens",
+    "split_words",
+    "tokenize_lines",
+    "ROLE_TOKENS",
+    "END_OF_TURN",
+    "CHAT_TOKENS",
+    "DEFAULT_CHAT_TEMPLATE",
+    "ChatTemplate",
+    "encode_text",
+    "has_role_tokens",
+    "with_role_tokens",
 ]

@@ -42,6 +42,9 @@ class Tokenizer:
     """
 
     kind: str
+    # The Jinja chat template of a chat model's tokenizer (``lmforge.tokenize.chat``), read
+    # from its folder's record by ``lmforge.chat.load_chat_model``; None for a plain LM.
+    chat_template: str | None = None
 
     @property
     def vocab(self) -> tuple[str, ...]:
@@ -138,6 +141,16 @@ class Tokenizer:
 
     def _decode_known(self, ids: list[int]) -> str:
         raise NotImplementedError
+
+
+def split_words(lines: Sequence[str]) -> list[list[str]]:
+    """Whitespace-separated words of each line, as KenLM's lmplz and query read text."""
+    return [line.split() for line in lines]
+
+
+def tokenize_lines(lines: Sequence[str], tokenizer: Tokenizer | None) -> list[list[str]]:
+    """Token strings of each line with ``tokenizer``, or whitespace words without one."""
+    return split_words(lines) if tokenizer is None else tokenizer.tokens_batch(lines)
 
 
 def _has_whitespace(token: str) -> bool:

@@ -6,13 +6,16 @@ Each registry entry names its family's task (``Family.task``), and ``make_task``
 * ``"mlm"``, ``MLMTask``: BERT's masked LM + next-sentence prediction;
 * ``"pairs"``, ``PairsTask``: (source, target) pairs for the encoder-decoders.
 
-``ClassificationTask`` fine-tunes a classifier on labelled examples (``lmforge.data.labelled``).
+``ClassificationTask`` fine-tunes a classifier on labelled examples (``lmforge.data.labelled``);
+``ChatTask`` tunes a causal LM on dialogues (``lmforge.data.dialogues``), the loss on the
+assistant's tokens only.
 The data and their batches come from ``lmforge.data``; the losses from the families' files.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -22,6 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from lmforge.data.batching import EpochOrder, StreamBatches, WindowBatches, token_stream
+from lmforge.data.dialogues import dialogue_batch, encode_dialogue, pack_dialogues
 from lmforge.data.labelled import Labelled, padded_batch
 from lmforge.data.mlm import (
     EVAL_SEED,
@@ -38,11 +42,12 @@ from lmforge.metrics import macro_f1
 from lmforge.models import family_of
 from lmforge.models.bert import pretraining_loss
 from lmforge.models.seq2seq import label_smoothed_nll, seq2seq_loss
-from lmforge.tokenize import PAD_ID, Tokenizer
+from lmforge.tokenize import PAD_ID, ChatTemplate, Tokenizer
 from lmforge.train.config import TrainConfig
 
 __all__ = [
     "AuxLMClassificationTask",
+    "ChatTask",
     "ClassificationTask",
     "LMTask",
     "MLMTask",
@@ -449,3 +454,104 @@ class AuxLMClassificationTask(ClassificationTask):
         ids, mask, labels = batch
         task, lm = model.losses(ids, mask, labels)
         return task + self.aux_weight * lm, None
+
+
+# ---------------------------------------------------------------------------------------------
+# Chat tuning.
+
+
+class ChatTask:
+    """Supervised chat tuning: next-token prediction on rendered conversations where only the
+    assistant's tokens (each turn's content and its end-of-turn token) carry loss; system and
+    user turns are context (``lmforge.data.dialogues.encode_dialogue``).
+
+    A batch is ``(inputs, targets, weights)``, (B, T) each, padded (``dialogue_batch``); rows
+    come epoch after epoch in seeded orders (``EpochOrder``). A model with ``max_seq_len``
+    positions reads rows of conversations packed in a seeded order up to its length
+    (``pack_dialogues``); a recurrent one reads one conversation per row. The loss is the mean
+    negative log-likelihood per assistant token of the batch. A conversation longer than the
+    model's positions is left out (with a warning).
+
+    Args:
+        model: a causal LM (its ``config.max_seq_len``, if any, bounds a conversation).
+        tokenizer: its tokenizer, with the role tokens.
+        template: the chat template.
+        train: training conversations (``messages`` lists).
+        valid: held-out conversations, or None.
+        batch_size: rows per step.
+        seed: seed of the packing and epoch orders.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: Tokenizer,
+        template: ChatTemplate,
+        train: Sequence[Sequence[dict]],
+        valid: Sequence[Sequence[dict]] | None,
+        batch_size: int,
+        seed: int = 0,
+    ) -> None:
+        limit = getattr(model.config, "max_seq_len", None)
+        self.pad_id, self.batch_size = tokenizer.pad_id, batch_size
+        self.train = _encoded(tokenizer, template, train, limit, "training")
+        if limit:
+            order = torch.randperm(len(self.train), generator=torch.Generator().manual_seed(seed))
+            self.train = pack_dialogues([self.train[i] for i in order.tolist()], limit + 1)
+        self.valid = _encoded(tokenizer, template, valid, limit, "held-out") if valid else None
+        self.order = EpochOrder(len(self.train), seed)
+
+    def batch(self, step: int) -> tuple[tuple[torch.Tensor, ...], bool]:
+        chosen = [self.train[i] for i in self.order.batch(step, self.batch_size)]
+        return dialogue_batch(chosen, self.pad_id), True  # every row starts a conversation
+
+    def loss(self, model: nn.Module, batch: tuple[torch.Tensor, ...], state=None):
+        inputs, targets, weights = batch
+        logp, state = model.log_probs(inputs, targets, state)  # (B, T)
+        return -(logp * weights).sum() / weights.sum().clamp(min=1.0), state
+
+    def tokens(self, batch: tuple[torch.Tensor, ...]) -> int:
+        return int((batch[1] != self.pad_id).sum())
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, max_tokens: int = 0) -> dict[str, float] | None:
+        """valid_loss: nats per assistant token of the held-out conversations."""
+        if not self.valid:
+            return None
+        was_training = model.training
+        model.eval()
+        device = next(model.parameters()).device
+        total, count = 0.0, 0.0
+        for start in range(0, len(self.valid), 64):
+            batch = dialogue_batch(self.valid[start : start + 64], self.pad_id)
+            inputs, targets, weights = (t.to(device) for t in batch)
+            state = model.init_state(inputs.shape[0], device)
+            logp, _ = model.log_probs(inputs, targets, state)
+            total -= float((logp * weights).sum())
+            count += float(weights.sum())
+            if max_tokens and count >= max_tokens:
+                break
+        model.train(was_training)
+        return {"valid_loss": total / count, "valid_ppl": math.exp(total / count)}
+
+
+def _encoded(tokenizer, template, dialogues, limit, what: str) -> list:
+    """(ids, mask) of each conversation that fits in ``limit`` positions (None: any length).
+
+    Raises:
+        DataError: none fits.
+    """
+    rows = [encode_dialogue(tokenizer, template, messages) for messages in dialogues]
+    kept = [row for row in rows if limit is None or len(row[0]) - 1 <= limit]
+    if not kept:
+        raise DataError(
+            f"no {what} conversation fits in the model's {limit} positions; give shorter "
+            "conversations or a model with a larger max_seq_len"
+        )
+    if len(kept) < len(rows):
+        warnings.warn(
+            f"{len(rows) - len(kept)} of {len(rows)} {what} conversations are longer than the "
+            f"model's {limit} positions and were left out",
+            stacklevel=3,
+        )
+    return kept

@@ -342,10 +342,9 @@ class Trainer:
             best = path / "best.safetensors"
             self.best_weights = load_file(str(best)) if best.exists() else None
         except (OSError, RuntimeError, ValueError, SafetensorError) as err:
-            first = str(err).strip().splitlines()[0][:200] if str(err).strip() else repr(err)
             raise CheckpointError(
-                f"{path}: cannot resume from this checkpoint ({first}); resume with the run's "
-                "own model settings, or start again with --overwrite"
+                f"{path}: cannot resume from this checkpoint ({_reason(err)}); resume with the "
+                "run's own model settings, or start again with --overwrite"
             ) from None
         self.optimizer.load_state_dict(_unflatten_optimizer(tensors, meta["optimizer"]))
         torch.set_rng_state(tensors["rng"])
@@ -418,6 +417,13 @@ def _weights_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
     """A state dict as safetensors bytes; shared (tied) tensors are stored once per name."""
     plain = {k: v.detach().contiguous().cpu().clone() for k, v in tensors.items()}
     return safetensors_bytes(plain)
+
+
+def _reason(err: Exception) -> str:
+    """The first telling line of an error (torch's state-dict errors open with a heading)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [repr(err)]
+    first = lines[1] if len(lines) > 1 and lines[0].endswith(":") else lines[0]
+    return first[:200]
 
 
 def _cut_metrics(path: Path, step: int) -> list[dict]:

@@ -192,7 +192,14 @@ def default_base(folder, say: Callable[[str], None] = print) -> Path:
     train_config = TrainConfig(**spec["train"])
     partial = folder.with_name(folder.name + ".partial")  # renamed when finished
     train_family(
-        spec["family"], corpus.train, corpus.valid, tokenizer, spec["model"], train_config, partial
+        spec["family"],
+        corpus.train,
+        corpus.valid,
+        tokenizer,
+        spec["model"],
+        train_config,
+        partial,
+        overwrite=True,  # a .partial folder left by a killed run is started again
     )
     if folder.exists():
         shutil.rmtree(folder)

@@ -1,0 +1,319 @@
+"""Chat tuning: a causal LM turned into an assistant on dialogues, with the one Trainer.
+
+``chat_tune`` adds the role tokens to the tokenizer (``lmforge.tokenize.chat``), grows the model's
+vocabulary rows to fit (``grow_vocab``: new rows start as the mean of the old ones), and trains
+on ``lmforge.train.tasks.ChatTask``: the loss counts the assistant's tokens only. Full tuning
+trains every weight; LoRA (Hu et al. 2021, through ``peft`` as ``lmforge.vertical`` uses it)
+trains rank-r adapters of every block's attention and MLP projections plus the token embeddings
+(the new role tokens must be learnt), and merges the adapters into the saved weights, so a
+tuned folder is a plain model folder either way.
+
+``default_chat_model`` makes the default chat model in one call: a small GPT pretrained on the
+built-in tang corpus (kept in ``runs/chat/base-gpt-tang`` and reused), tuned on tang-chat.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from lmforge.chat.session import chat_family
+from lmforge.checkpoint import CONFIG_FILE, WEIGHTS_FILE, start_run
+from lmforge.config import build_config, config_to_dict
+from lmforge.data import load_corpus
+from lmforge.data.tang_chat import build_dialogues
+from lmforge.errors import ConfigError
+from lmforge.folders import load_model, save_weights, write_record
+from lmforge.lock import folder_lock
+from lmforge.models import family_of
+from lmforge.tokenize import (
+    DEFAULT_CHAT_TEMPLATE,
+    ChatTemplate,
+    Tokenizer,
+    train_tokenizer,
+    with_role_tokens,
+)
+from lmforge.train.config import TrainConfig, TrainResult
+from lmforge.train.tasks import ChatTask
+from lmforge.train.trainer import Trainer
+from lmforge.vertical import about_minutes
+from lmforge.workflows import train_family
+
+__all__ = [
+    "CHAT_TRAIN",
+    "DEFAULT_CHAT",
+    "ChatTuning",
+    "chat_settings",
+    "chat_tune",
+    "default_chat_model",
+    "grow_vocab",
+]
+
+# Trainer settings of chat tuning that differ from TrainConfig's defaults (--set overrides).
+CHAT_TRAIN = {
+    "batch_size": 16,
+    "max_steps": 1000,
+    "lr": 5e-4,
+    "min_lr": 5e-5,
+    "warmup_steps": 50,
+    "eval_interval": 250,
+}
+
+# The default chat model (``default_chat_model``): a small GPT on tang's characters, pretrained
+# on the poems, then tuned on tang-chat (about 700,000 tokens an epoch). The speed is a 2-core
+# CPU's tokens/s for this model; the time estimate divides the training tokens by it.
+DEFAULT_CHAT = {
+    "folder": "runs/chat/base-gpt-tang",
+    "corpus": "tang",
+    "tokenizer": "char",
+    "model": {
+        "d_model": 192,
+        "n_layers": 4,
+        "n_heads": 6,
+        "d_ff": 768,
+        "max_seq_len": 256,
+        "dropout": 0.0,
+    },
+    "train": {
+        "batch_size": 16,
+        "seq_len": 256,
+        "max_steps": 400,
+        "lr": 1e-3,
+        "min_lr": 1e-4,
+        "warmup_steps": 50,
+        "eval_interval": 200,
+        "eval_tokens": 20_000,
+    },
+    "tune": {**CHAT_TRAIN, "max_steps": 800, "lr": 1e-3, "min_lr": 1e-4},
+    "tokens_per_second": 3_300,
+}
+
+
+@dataclass(frozen=True)
+class ChatTuning:
+    """How ``chat_tune`` tunes, beside the Trainer's settings.
+
+    Args:
+        lora: train LoRA adapters (merged at the end) instead of every weight.
+        lora_r: the adapters' rank.
+        lora_alpha: their scale numerator (the update is alpha / r * B A).
+        chat_template: the Jinja chat template the folder carries.
+    """
+
+    lora: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    chat_template: str = DEFAULT_CHAT_TEMPLATE
+
+    def __post_init__(self) -> None:
+        for name in ("lora_r", "lora_alpha"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+        ChatTemplate(self.chat_template)  # a template that does not compile fails here
+
+
+def chat_settings(sets: dict, lora: bool = False, defaults: dict = CHAT_TRAIN):
+    """(TrainConfig, ChatTuning) from ``--set`` values over ``defaults``: trainer settings and
+    ``lora_r`` / ``lora_alpha`` / ``chat_template``.
+
+    Raises:
+        ConfigError: an unknown key, listing the valid ones.
+    """
+    train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
+    tune_keys = {f.name for f in dataclasses.fields(ChatTuning)} - {"lora"}
+    unknown = sorted(set(sets) - train_keys - tune_keys)
+    if unknown:
+        raise ConfigError(
+            f"unknown setting(s) {', '.join(unknown)}; chat-tune takes the trainer's "
+            f"{', '.join(sorted(train_keys))} and {', '.join(sorted(tune_keys))}"
+        )
+    train = {**defaults, **{k: v for k, v in sets.items() if k in train_keys}}
+    tune = {k: v for k, v in sets.items() if k in tune_keys}
+    return build_config(TrainConfig, train, {}), build_config(ChatTuning, {"lora": lora}, tune)
+
+
+def grow_vocab(model: torch.nn.Module, vocab_size: int) -> torch.nn.Module:
+    """``model`` with ``vocab_size`` token rows: the old rows unchanged, each new row of every
+    vocabulary-sized tensor (embedding, output layer and its bias) the mean of the old rows.
+    ``model`` itself when its vocabulary is that size already.
+
+    Raises:
+        ConfigError: a smaller vocabulary, or an adaptive softmax (its clusters cannot grow).
+    """
+    config = model.config
+    if vocab_size == config.vocab_size:
+        return model
+    if vocab_size < config.vocab_size or getattr(config, "adaptive_cutoffs", ()):
+        raise ConfigError(
+            f"cannot grow a model of {config.vocab_size} tokens (adaptive_cutoffs "
+            f"{getattr(config, 'adaptive_cutoffs', ())}) to {vocab_size}; tune a model with a "
+            "full softmax"
+        )
+    grown = family_of(model).model_class(dataclasses.replace(config, vocab_size=vocab_size))
+    fresh = grown.state_dict()
+    state = {}
+    for name, old in model.state_dict().items():
+        if old.shape != fresh[name].shape:  # (V, ...) -> (vocab_size, ...)
+            mean = old.mean(dim=0, keepdim=True)
+            old = torch.cat([old, mean.expand(vocab_size - old.shape[0], *old.shape[1:])])
+        state[name] = old
+    grown.load_state_dict(state)
+    return grown.train(model.training)
+
+
+def chat_tune(
+    model: torch.nn.Module,
+    tokenizer: Tokenizer,
+    dialogues: Sequence[Sequence[dict]],
+    train_config: TrainConfig,
+    tuning: ChatTuning = ChatTuning(),
+    out_dir: str | os.PathLike | None = None,
+    valid: Sequence[Sequence[dict]] | None = None,
+    record: dict | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> tuple[torch.nn.Module, Tokenizer, TrainResult]:
+    """Tune a causal LM on conversations (``messages`` lists ending with an assistant turn).
+
+    Args:
+        model, tokenizer: the base; the tokenizer gains the role tokens, the model rows for them.
+        dialogues: training conversations; valid: held-out ones (None: no evaluation, the last
+            weights are kept; else the best on them).
+        train_config: the Trainer's settings; tuning: LoRA or full, and the template.
+        out_dir: the chat model folder to write (``config.json`` records the tokenizer's
+            ``chat_template``, ``train_config``, ``chat_tuning`` and ``record``), or None.
+        overwrite: replace the run or model that ``out_dir`` holds.
+
+    Returns:
+        (the tuned model, its tokenizer with ``chat_template`` set, TrainResult).
+
+    Raises:
+        ConfigError: a model that cannot chat (``chat_family``).
+        CheckpointError: ``out_dir`` holds another run (and not ``overwrite``), or another
+            process writes it.
+    """
+    family = chat_family(model)
+    tokenizer = with_role_tokens(tokenizer)
+    tokenizer.chat_template = tuning.chat_template
+    torch.manual_seed(train_config.seed)  # LoRA's initial adapters come from the run's seed
+    model = grow_vocab(model, tokenizer.vocab_size)
+    template = ChatTemplate(tuning.chat_template)
+    task = ChatTask(
+        model, tokenizer, template, dialogues, valid, train_config.batch_size, train_config.seed
+    )
+    with folder_lock(out_dir) if out_dir else nullcontext():
+        if out_dir:
+            start_run(out_dir, overwrite)
+        trained = _with_lora(model, tuning) if tuning.lora else model
+        trainer = Trainer(trained, train_config, progress=progress, task=task)
+        result = trainer.fit()
+        model = trained.merge_and_unload() if tuning.lora else trained
+        model.eval()
+        if out_dir:
+            save_weights(Path(out_dir) / WEIGHTS_FILE, model.state_dict())
+            write_record(
+                out_dir,
+                family,
+                model.config,
+                tokenizer,
+                train_config=config_to_dict(train_config),
+                chat_tuning=config_to_dict(tuning) | {"chat_template": None},
+                **(record or {}),
+            )
+    return model, tokenizer, result
+
+
+def _with_lora(model: torch.nn.Module, tuning: ChatTuning):
+    """``model`` as a peft model: LoRA adapters on the block projections, the token embeddings
+    trainable too (the new role tokens' rows must be learnt; a tied output layer shares them)."""
+    from lmforge.vertical.recipes import lora_model
+
+    lora = lora_model(model, tuning.lora_r, tuning.lora_alpha)
+    lora.get_base_model().tok_emb.weight.requires_grad_(True)
+    return lora
+
+
+# ---------------------------------------------------------------------------------------------
+# The default chat model.
+
+
+def default_chat_model(
+    out_dir: str | os.PathLike,
+    sets: dict | None = None,
+    lora: bool = False,
+    say: Callable[[str], None] = print,
+    overwrite: bool = False,
+    progress: bool = True,
+    dialogues: Sequence[Sequence[dict]] | None = None,
+) -> tuple[torch.nn.Module, Tokenizer, TrainResult]:
+    """The default chat model: ``DEFAULT_CHAT``'s GPT pretrained on tang (kept in its folder and
+    reused), tuned on ``dialogues`` (default: tang-chat's training dialogues) into ``out_dir``;
+    ``sets`` change the tuning's settings (``chat_settings``). Says at the start how long it
+    will take."""
+    spec = DEFAULT_CHAT
+    name = "tang-chat" if dialogues is None else "given"
+    if dialogues is None:
+        dialogues = [d["messages"] for d in build_dialogues("train")]
+    train_config, tuning = chat_settings(sets or {}, lora, spec["tune"])
+    base = Path(spec["folder"])
+    kept = (base / WEIGHTS_FILE).exists() and (base / CONFIG_FILE).exists()
+    pretrain = spec["train"]
+    tokens = train_config.max_steps * train_config.batch_size * (spec["model"]["max_seq_len"] + 1)
+    if not kept:
+        tokens += pretrain["max_steps"] * pretrain["batch_size"] * pretrain["seq_len"]
+    minutes = tokens / spec["tokens_per_second"] / 60
+    size = f"{spec['model']['n_layers']} x {spec['model']['d_model']}"
+    say(
+        f"default chat model: {'a kept' if kept else 'pretraining a'} gpt ({size}) on tang in "
+        f"{base}, tuned {'with LoRA ' if lora else ''}on {name} ({len(dialogues):,} "
+        f"dialogues, {train_config.max_steps} steps); {about_minutes(minutes)} on a 2-core CPU"
+    )
+    if not kept:
+        _pretrain_base(base)
+    model, tokenizer, _ = load_model(base)
+    record = {"base": str(base), "dialogues": name}
+    return chat_tune(
+        model,
+        tokenizer,
+        dialogues,
+        train_config,
+        tuning,
+        out_dir,
+        record=record,
+        overwrite=overwrite,
+        progress=progress,
+    )
+
+
+def _pretrain_base(folder: Path) -> None:
+    """Pretrain ``DEFAULT_CHAT``'s GPT on tang into ``folder`` (through a ``.partial`` folder,
+    renamed when finished). Its char tokenizer also learns the characters of tang-chat's
+    training dialogues (punctuation such as 《》 and the English questions' letters are not in
+    the poems)."""
+    spec = DEFAULT_CHAT
+    corpus = load_corpus(spec["corpus"])
+    chats = [d["messages"] for d in build_dialogues("train")]
+    texts = [*corpus.train, *(m["content"] for d in chats for m in d)]
+    tokenizer = train_tokenizer(spec["tokenizer"], texts)
+    partial = folder.with_name(folder.name + ".partial")
+    train_family(
+        "gpt",
+        corpus.train,
+        corpus.valid,
+        tokenizer,
+        spec["model"],
+        TrainConfig(**spec["train"]),
+        partial,
+        overwrite=True,
+    )
+    if folder.exists():
+        shutil.rmtree(folder)
+    partial.rename(folder)

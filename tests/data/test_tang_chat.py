@@ -1,0 +1,192 @@
+"""Tests for lmforge.data.tang_chat: the shipped titles, authors and facts, and the dialogues."""
+
+import json
+import re
+from collections import Counter
+from importlib import resources
+
+import pytest
+
+from lmforge.data import load_corpus
+from lmforge.data.dialogues import check_messages
+from lmforge.data.tang_chat import (
+    ANSWERS,
+    BUILTIN_DIALOGUES,
+    KINDS,
+    PHRASINGS,
+    build_dialogues,
+    load_facts,
+    load_poems,
+    poem_lines,
+)
+from lmforge.errors import ConfigError
+from tests.conftest import shared_path
+
+FACTS = resources.files("lmforge.data").joinpath("builtin", "tang", "chat_facts.jsonl")
+
+
+@pytest.fixture(scope="module")
+def train():
+    return build_dialogues("train")
+
+
+@pytest.fixture(scope="module")
+def held_out():
+    return build_dialogues("eval")
+
+
+@pytest.fixture(scope="module")
+def openings() -> Counter:
+    """How many shipped poems begin with each first line (up to the first 。)."""
+    tang = load_corpus("tang")
+    return Counter(
+        body[: body.index("。") + 1]
+        for s in ("train", "valid", "test")
+        for body in tang.split(s)
+        if "。" in body
+    )
+
+
+def template_pattern(templates) -> re.Pattern:
+    """One regex that finds any of ``templates`` (``{field}`` matches any text) in a message."""
+    parts = [".+?".join(map(re.escape, re.split(r"\{\w+\}", t))) for t in templates]
+    return re.compile("|".join(f"(?:{p})" for p in parts))
+
+
+def user_turns(dialogues):
+    return [m["content"] for d in dialogues for m in d["messages"] if m["role"] == "user"]
+
+
+def phrasings(split: str) -> list[str]:
+    return [t for intent in PHRASINGS.values() for lang in intent[split].values() for t in lang]
+
+
+# --- shipped files ------------------------------------------------------------------------------
+
+
+def test_facts_file_has_exactly_the_three_keys_and_500_lines():
+    lines = FACTS.read_text(encoding="utf-8").splitlines()
+    records = [json.loads(line) for line in lines]
+    assert len(records) >= 500
+    assert all(list(r) == ["title", "author", "first_line"] for r in records)
+    assert all(r["title"] and r["author"] for r in records)
+
+
+def test_fact_first_lines_are_unique_and_quote_train_poems(openings):
+    poems = {(p.title, p.author, p.body[: p.body.find("。") + 1]) for p in load_poems("train")}
+    facts = load_facts()
+    assert len({f.first_line for f in facts}) == len(facts)
+    for fact in facts:
+        assert re.fullmatch(r"[^，。]+，[^，。]+。", fact.first_line), fact
+        assert openings[fact.first_line] == 1, fact  # no other shipped poem begins so
+        assert (fact.title, fact.author, fact.first_line) in poems, fact
+
+
+def test_titles_and_authors_stand_beside_the_unchanged_bodies():
+    tang = load_corpus("tang")
+    for split, size in (("train", 30_000), ("valid", 2_880), ("test", 2_880)):
+        poems = load_poems(split)
+        assert [p.body for p in poems] == tang.split(split) and len(poems) == size
+    assert (poems[0].title, poems[0].author) == ("入潼關", "太宗皇帝")  # test.tsv line 1
+
+
+def test_titles_and_authors_match_the_shared_source():
+    rows = shared_path("tang", "test.tsv").read_text(encoding="utf-8").split("\n")[:-1]
+    assert [(p.title, p.author, p.body) for p in load_poems("test")] == [
+        tuple(row.split("\t")) for row in rows
+    ]
+
+
+# --- dialogues ----------------------------------------------------------------------------------
+
+
+def test_dialogues_are_deterministic(held_out):
+    assert build_dialogues("eval") == held_out
+
+
+def test_unknown_split_is_a_config_error():
+    with pytest.raises(ConfigError, match="train, eval"):
+        build_dialogues("test")
+
+
+def test_builtin_name_builds_the_set(held_out):
+    assert BUILTIN_DIALOGUES["tang-chat"]("eval") == held_out
+
+
+def test_dialogues_are_well_formed_with_one_kind_per_assistant_turn(train, held_out):
+    for dialogue in [*train, *held_out]:
+        assert check_messages(dialogue["messages"]) is None, dialogue
+        answers = [m for m in dialogue["messages"] if m["role"] == "assistant"]
+        assert len(dialogue["kinds"]) == len(answers) and set(dialogue["kinds"]) <= set(KINDS)
+
+
+def test_every_intent_is_in_both_sets(train, held_out):
+    for dialogues in (train, held_out):
+        kinds = Counter(k for d in dialogues for k in d["kinds"])
+        assert set(kinds) == set(KINDS)
+        assert max(kinds.values()) <= 600 or dialogues is train  # eval scores in minutes
+    assert sum(1 for d in held_out if re.search("[A-Za-z]", d["messages"][0]["content"])) > 20
+
+
+def test_every_fact_is_asked_once_in_eval_and_several_times_in_training(train, held_out):
+    facts = load_facts()
+    asked = "\n".join(user_turns(held_out))
+    assert [asked.count(f"「{f.first_line}」") for f in facts] == [1] * len(facts)
+    assert Counter(k for d in held_out for k in d["kinds"])["knowledge"] == len(facts)
+    asked = "\n".join(user_turns(train))
+    assert min(asked.count(f"「{f.first_line}」") for f in facts) >= 8
+
+
+def test_held_out_phrasings_never_appear_in_training(train, held_out):
+    assert not set(phrasings("train")) & set(phrasings("eval"))
+    unseen, seen = template_pattern(phrasings("eval")), template_pattern(phrasings("train"))
+    assert not [text for text in user_turns(train) if unseen.search(text)]
+    assert not [text for text in user_turns(held_out) if seen.search(text)]
+
+
+def test_eval_has_chains_at_least_four_turns_deep(held_out):
+    chains = [d for d in held_out if len(d["kinds"]) >= 4]
+    assert len(chains) >= 100
+    assert {"knowledge", "reading"} <= {d["kinds"][0] for d in chains}
+    assert all("follow-up" in d["kinds"] for d in chains)
+
+
+def test_reading_and_creation_in_eval_use_test_split_poems(held_out):
+    test = load_corpus("tang").test
+    bodies, halves = set(test), {line for body in test for line in re.split("[，。]", body)}
+    for dialogue in held_out:
+        first, answer = dialogue["messages"][0]["content"], dialogue["messages"][1]["content"]
+        if dialogue["kinds"][0] == "reading":
+            assert re.search("「(.+?)」", first)[1] in bodies
+        elif dialogue["kinds"][0] == "quatrain":
+            assert answer in bodies and len(poem_lines(answer)) == 4
+        elif dialogue["kinds"][0] == "couplet":
+            assert answer.rstrip("。") in halves
+
+
+def test_refusals_ask_about_poems_that_do_not_exist(held_out, openings):
+    asked = [
+        re.search("「(.+?)」", d["messages"][2 * i]["content"])[1]
+        for d in held_out
+        for i, kind in enumerate(d["kinds"])
+        if kind == "refusal"
+    ]
+    assert len(asked) >= 100 and not [line for line in asked if openings[line]]
+
+
+def test_answers_are_written_in_characters_of_the_tang_vocabulary():
+    characters = {ch for body in load_corpus("tang").train for ch in body}
+    fixed = "".join(re.sub(r"\{\w+\}", "", answer) for answer in ANSWERS.values())
+    assert set(fixed) <= characters
+
+
+def test_poem_lines_reads_only_regular_poems():
+    assert poem_lines("白日依山盡，黃河入海流。欲窮千里目，更上一層樓。") == [
+        "白日依山盡",
+        "黃河入海流",
+        "欲窮千里目",
+        "更上一層樓",
+    ]
+    assert poem_lines("白日依山盡，黃河入海流。") is None  # two lines
+    assert poem_lines("白日依山盡，黃河入海流。欲窮千里目，更上一層。") is None  # widths differ
+    assert poem_lines("白日依山盡。黃河入海流，欲窮千里目，更上一層樓。") is None  # punctuation
