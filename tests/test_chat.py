@@ -56,6 +56,12 @@ def word_tokenizer(dialogues):
     return train_tokenizer("word", [m["content"] for d in dialogues for m in d], rare_threshold=0)
 
 
+@pytest.fixture(scope="module")
+def chat_folder(tmp_path_factory):
+    """A tiny GPT chat-tuned on ``facts_dialogues()`` (a few seconds)."""
+    return tuned(tmp_path_factory.mktemp("chat"), facts_dialogues())
+
+
 def tuned(tmp_path, dialogues, steps=300, **sets):
     model, _ = build_model("gpt", word_tokenizer(dialogues).vocab_size, TINY)
     lora = sets.pop("lora", False)
@@ -148,9 +154,9 @@ def test_grown_vocabulary_keeps_old_logits_and_starts_new_rows_at_the_mean():
     assert torch.allclose(grown.tok_emb.weight[20:], mean.expand(4, -1))
 
 
-def test_chat_tuning_learns_a_follow_up_that_plain_text_training_cannot(tmp_path):
+def test_chat_tuning_learns_a_follow_up_that_plain_text_training_cannot(chat_folder):
     dialogues = facts_dialogues()
-    model, tokenizer = load_chat_model(tuned(tmp_path, dialogues))
+    model, tokenizer = load_chat_model(chat_folder)
     answers = [reply(model, tokenizer, d[:3], max_new_tokens=4) for d in dialogues]
     assert all(a.stopped for a in answers)
     right = sum(a.text == d[3]["content"] for a, d in zip(answers, dialogues, strict=True))
@@ -173,9 +179,9 @@ def test_chat_tuning_learns_a_follow_up_that_plain_text_training_cannot(tmp_path
     assert plain_right <= len(dialogues) * 2 // 3
 
 
-def test_reply_streams_its_text_and_reports_tokens(tmp_path):
-    dialogues = facts_dialogues(4)
-    model, tokenizer = load_chat_model(tuned(tmp_path, dialogues, steps=150))
+def test_reply_streams_its_text_and_reports_tokens(chat_folder):
+    dialogues = facts_dialogues()
+    model, tokenizer = load_chat_model(chat_folder)
     pieces = []
     answer = reply(model, tokenizer, dialogues[0][:1], max_new_tokens=6, on_text=pieces.append)
     assert isinstance(answer, Reply) and "".join(pieces) == answer.text
@@ -217,9 +223,8 @@ def test_models_that_cannot_chat_are_refused_with_the_reason(tmp_path):
         load_chat_model(tmp_path / "plain")
 
 
-def test_chat_message_json_end_to_end(tmp_path, capsys):
-    dialogues = facts_dialogues(4)
-    folder = tuned(tmp_path, dialogues, steps=150)
+def test_chat_message_json_end_to_end(chat_folder, tmp_path, capsys):
+    dialogues, folder = facts_dialogues(), chat_folder
     history = tmp_path / "history.json"
     history.write_text(json.dumps(dialogues[1][:2]), encoding="utf-8")
     code = main(
@@ -245,3 +250,29 @@ def test_chat_tune_command_writes_a_chat_folder(tmp_path, capsys):
     assert load_chat_model(out)[1].chat_template == DEFAULT_CHAT_TEMPLATE
     assert main([*args, "--set", "max_stepz=3"]) == 2
     assert "max_stepz" in capsys.readouterr().err
+
+
+def test_a_conversation_longer_than_the_context_keeps_its_latest_turns(chat_folder):
+    from lmforge.chat.session import _prompt_ids
+
+    model, tokenizer = load_chat_model(chat_folder)
+    dialogues = facts_dialogues()
+    long = [m for d in dialogues[:3] for m in d] + dialogues[5][:3]  # ~75 tokens, 32 positions
+    ids = _prompt_ids(tokenizer, ChatTemplate(), long, 32, 50)
+    text = " ".join(tokenizer.id_to_token(i) for i in ids)
+    assert len(ids) + 2 <= 32 and text.startswith("<s> <|user|>")
+    assert text.endswith("<|user|> and its shape ? <|end|> <|assistant|>")
+    assert "item5" in text and "item0" not in text
+    answer = reply(model, tokenizer, long, max_new_tokens=50)
+    assert answer.tokens <= 32 - len(ids)
+
+
+@pytest.mark.parametrize("family", ["lstm", "gru"])
+def test_recurrent_models_chat_tune_too(family):
+    dialogues = facts_dialogues(4)
+    tokenizer = word_tokenizer(dialogues)
+    model, _ = build_model(family, tokenizer.vocab_size, {"d_model": 16, "n_layers": 1})
+    train_config, tuning = chat_settings({"max_steps": 5, "batch_size": 2})
+    model, tokenizer, result = chat_tune(model, tokenizer, dialogues, train_config, tuning)
+    assert result.steps == 5
+    assert reply(model, tokenizer, dialogues[0][:1], max_new_tokens=3).tokens <= 3

@@ -529,8 +529,8 @@ def test_cli_vertical_writes_the_json_contract(topics, tmp_path, run_cli):
         "fewshot_k=[0,1]",
         "--quiet",
     ]
-    code, out, _ = run_cli(*args)
-    assert code == 0, out
+    code, out, err = run_cli(*args)
+    assert code == 0, err
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["task"] == "train"
     methods = {

@@ -115,7 +115,7 @@ def _arpa_header(path: Path, lines: list[str]) -> tuple[list[int], int]:
     declared: list[int] = []
     i = 0
     while i < len(lines) and not lines[i].startswith("\\1-grams:"):
-        if lines[i].startswith("ngram"):
+        if lines[i].startswith("ngram "):
             match = _HEADER_LINE.fullmatch(lines[i].strip())
             if not match or int(match[1]) != len(declared) + 1:
                 raise CheckpointError(

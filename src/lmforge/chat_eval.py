@@ -61,8 +61,8 @@ __all__ = [
 SCORED_KINDS = (*KINDS, "discipline")
 EXACT_KINDS = ("knowledge", "reading", "follow-up", "refusal")
 FINAL = "。．.！!？?，,；;：:、"  # final punctuation that exact match ignores
-FEW_SHOT = 2
-ROOM = 16
+FEW_SHOT = 2  # training dialogues in the base's prompt, those that hold the turn's kind
+ROOM = 16  # tokens a reply may write beyond its reference's length before it is cut off
 BASE_ROLES = {"system": "說明", "user": "問", "assistant": "答"}
 GREEDY = Sampler(temperature=0.0)
 _HAN = re.compile(r"[\u4e00-\u9fff]+")

@@ -115,7 +115,7 @@ def check_type(field: str, value: object, kind: object) -> None:
     """Raise ConfigError unless ``value`` has the type of a config field annotated ``kind``:
     int fields take integers (not bools, not 1.5), float fields finite numbers, str fields
     strings, bool fields bools, tuple fields lists or tuples (of numbers when annotated so)."""
-    if typing.get_origin(kind) is tuple:
+    if kind is tuple or typing.get_origin(kind) is tuple:
         items = typing.get_args(kind)[:1]
         if not isinstance(value, tuple | list):
             raise ConfigError(f"{field} must be a list, got {value!r}")

@@ -13,9 +13,9 @@ from lmforge.data.tang_chat import (
     ANSWERS,
     BUILTIN_DIALOGUES,
     KINDS,
-    PHRASINGS,
     build_dialogues,
     load_facts,
+    load_phrasings,
     load_poems,
     poem_lines,
 )
@@ -58,7 +58,8 @@ def user_turns(dialogues):
 
 
 def phrasings(split: str) -> list[str]:
-    return [t for intent in PHRASINGS.values() for lang in intent[split].values() for t in lang]
+    templates = load_phrasings().values()
+    return [t for intent in templates for lang in intent[split].values() for t in lang]
 
 
 # --- shipped files ------------------------------------------------------------------------------

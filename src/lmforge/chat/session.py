@@ -160,19 +160,21 @@ def reply(
 def _prompt_ids(
     tokenizer: Tokenizer, template: ChatTemplate, messages: list[dict], limit, room: int
 ) -> list[int]:
-    """The rendered conversation with a generation prompt; when a model with a ``limit`` of
-    positions cannot read it and write ``room`` tokens (at most half its positions), the oldest
+    """The rendered conversation with a generation prompt. For a model with a ``limit`` of
+    positions, the reply needs ``room`` of them, at most a sixteenth (the context matters more
+    than a long reply: the reply stops at the limit): while the prompt leaves less, the oldest
     exchanges after the system message are left out, and a last turn still too long is cut on
     the left."""
     system = messages[:1] if messages[0]["role"] == "system" else []
     turns = messages[len(system) :]
+    need = 0 if limit is None else min(room, max(1, limit // 16))
     while True:
         ids = encode_text(tokenizer, template.render([*system, *turns], tokenizer, True))
-        if limit is None or len(ids) + min(room, limit // 2) <= limit or len(turns) == 1:
+        if limit is None or len(ids) + need <= limit or len(turns) == 1:
             break
         turns = turns[2:]  # the oldest user turn and its answer
-    if limit is not None and len(ids) + min(room, limit // 2) > limit:
-        ids = ids[len(ids) + min(room, limit // 2) - limit :]
+    if limit is not None and len(ids) + need > limit:
+        ids = ids[len(ids) + need - limit :]
     return ids
 
 

@@ -67,8 +67,10 @@ CHAT_TRAIN = {
 }
 
 # The default chat model (``default_chat_model``): a small GPT on tang's characters, pretrained
-# on the poems, then tuned on tang-chat (about 700,000 tokens an epoch). The speed is a 2-core
-# CPU's tokens/s for this model; the time estimate divides the training tokens by it.
+# on the poems (500 x 16 x 256 tokens: about one epoch), then tuned on tang-chat (about 700,000
+# tokens an epoch; 1,200 x 16 rows of 257: about 6.5 epochs, each of the 500 facts in some 50
+# dialogues). The speed is a 2-core CPU's training tokens/s for this model (measured on a busy
+# machine); the time estimate divides the training tokens by it.
 DEFAULT_CHAT = {
     "folder": "runs/chat/base-gpt-tang",
     "corpus": "tang",
@@ -84,15 +86,15 @@ DEFAULT_CHAT = {
     "train": {
         "batch_size": 16,
         "seq_len": 256,
-        "max_steps": 400,
+        "max_steps": 500,
         "lr": 1e-3,
         "min_lr": 1e-4,
         "warmup_steps": 50,
         "eval_interval": 200,
         "eval_tokens": 20_000,
     },
-    "tune": {**CHAT_TRAIN, "max_steps": 800, "lr": 1e-3, "min_lr": 1e-4},
-    "tokens_per_second": 3_300,
+    "tune": {**CHAT_TRAIN, "max_steps": 1200, "lr": 1e-3, "min_lr": 1e-4},
+    "tokens_per_second": 4_500,
 }
 
 
@@ -196,11 +198,14 @@ def chat_tune(
         (the tuned model, its tokenizer with ``chat_template`` set, TrainResult).
 
     Raises:
-        ConfigError: a model that cannot chat (``chat_family``).
+        ConfigError: a model that cannot chat (``chat_family``), or LoRA for another family
+            than gpt.
         CheckpointError: ``out_dir`` holds another run (and not ``overwrite``), or another
             process writes it.
     """
     family = chat_family(model)
+    if tuning.lora and family != "gpt":
+        raise ConfigError(f"LoRA adapts a gpt's blocks; tune this {family} model without --lora")
     tokenizer = with_role_tokens(tokenizer)
     tokenizer.chat_template = tuning.chat_template
     torch.manual_seed(train_config.seed)  # LoRA's initial adapters come from the run's seed
@@ -225,7 +230,11 @@ def chat_tune(
                 model.config,
                 tokenizer,
                 train_config=config_to_dict(train_config),
-                chat_tuning=config_to_dict(tuning) | {"chat_template": None},
+                chat_tuning={
+                    "lora": tuning.lora,
+                    "lora_r": tuning.lora_r,
+                    "lora_alpha": tuning.lora_alpha,
+                },
                 **(record or {}),
             )
     return model, tokenizer, result
@@ -277,7 +286,7 @@ def default_chat_model(
         f"dialogues, {train_config.max_steps} steps); {about_minutes(minutes)} on a 2-core CPU"
     )
     if not kept:
-        _pretrain_base(base)
+        _pretrain_base(base, progress)
     model, tokenizer, _ = load_model(base)
     record = {"base": str(base), "dialogues": name}
     return chat_tune(
@@ -293,7 +302,7 @@ def default_chat_model(
     )
 
 
-def _pretrain_base(folder: Path) -> None:
+def _pretrain_base(folder: Path, progress: bool = True) -> None:
     """Pretrain ``DEFAULT_CHAT``'s GPT on tang into ``folder`` (through a ``.partial`` folder,
     renamed when finished). Its char tokenizer also learns the characters of tang-chat's
     training dialogues (punctuation such as 《》 and the English questions' letters are not in
@@ -312,6 +321,7 @@ def _pretrain_base(folder: Path) -> None:
         spec["model"],
         TrainConfig(**spec["train"]),
         partial,
+        progress=progress,
         overwrite=True,
     )
     if folder.exists():

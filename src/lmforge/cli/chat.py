@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from lmforge.cli.common import add_setting_flags, say
-from lmforge.config import parse_sets
+from lmforge.config import parse_sets, read_config_file
 from lmforge.errors import ConfigError, DataError
 from lmforge.preflight import check_output_folder
 
@@ -73,7 +73,8 @@ def run_chat_tune(args: argparse.Namespace) -> int:
     from lmforge.folders import load_model
 
     check_output_folder(args.out, "chat model folder")
-    settings = parse_sets(args.set)
+    settings = read_config_file(args.config) if args.config else {}
+    settings.update(parse_sets(args.set))
     progress = not args.quiet
     if args.base is None:
         dialogues = load_dialogues(args.dialogues) if args.dialogues else None

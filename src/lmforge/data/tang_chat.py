@@ -24,17 +24,18 @@ OpenAI messages form, and one kind per assistant turn: ``knowledge``, ``reading`
   of one poem's first line joined to the second half of another's); the answer says it knows no
   such poem.
 
-Each intent has several question phrasings, in Chinese and a few in English (a dialogue is in
-English with probability ``ENGLISH_SHARE``); answers are one fixed Chinese sentence per intent.
-The phrasings are split in two: ``build_dialogues("train")`` uses only the training ones,
-``build_dialogues("eval")`` only the held-out ones.
+Each intent has several question phrasings (shipped in ``chat_phrasings.json``), in Chinese and a
+few in English (a dialogue is in English with probability ``ENGLISH_SHARE``); answers are one
+fixed Chinese sentence per intent (``ANSWERS``). The phrasings are split in two:
+``build_dialogues("train")`` uses only the training ones, ``build_dialogues("eval")`` only the
+held-out ones.
 
 * ``"train"``: train-split poems; every fact opens ``FACT_ROUNDS`` dialogues (a single question,
   a chain of up to three follow-ups, a pair of facts, or a fact beside a refusal), then
   reading, couplet, quatrain and refusal dialogues; shuffled with ``random.Random(1)``.
-* ``"eval"``, fixed (``random.Random(2)``): every fact asked once, 60 of them in 4-turn chains
-  (question, the other half of the fact, the author's other poem, a topic) and 120 in 4-turn pairs
-  (two facts, then two follow-ups on the second); 100 test-split poems read in 4-turn chains;
+* ``"eval"``, fixed (``random.Random(2)``): every fact asked once, 50 of them in 4-turn chains
+  (question, the other half of the fact, the author's other poem, a topic) and 100 in 4-turn pairs
+  (two facts, then two follow-ups on the second); 120 test-split poems read in 4-turn chains;
   200 couplets and 100 quatrains (50 of each form) from the test split; 150 refusals.
 """
 
@@ -59,6 +60,7 @@ __all__ = [
     "Poem",
     "build_dialogues",
     "load_facts",
+    "load_phrasings",
     "load_poems",
     "poem_lines",
 ]
@@ -66,203 +68,25 @@ __all__ = [
 KINDS = ("knowledge", "reading", "follow-up", "couplet", "quatrain", "refusal")
 DIALOGUE_SPLITS = ("train", "eval")
 FACTS_FILE = "chat_facts.jsonl"
+PHRASINGS_FILE = "chat_phrasings.json"  # intent -> split -> language -> question templates
 TOPICS = "月春秋山江夜花"  # title characters the "who else wrote about ..." follow-up asks about
 ENGLISH_SHARE = 0.1
 FACT_ROUNDS = 8
 TRAIN_SIZES = {"reading": 2400, "couplet": 1600, "quatrain": 1200, "refusal": 1000}
-EVAL_SIZES = {
-    "chains": 60,
-    "pairs": 60,
-    "reading": 100,
+EVAL_SIZES = {  # quatrain: per form
+    "chains": 50,
+    "pairs": 50,
+    "reading": 120,
     "couplet": 200,
     "quatrain": 50,
     "refusal": 150,
-}  # quatrain: per form
+}
 _SEEDS = {"train": 1, "eval": 2}
 _HAN = re.compile(r"[\u4e00-\u9fff]+")
 _END = re.compile(r"[。！？；]")
 _PIECE = re.compile(r"[^，。！？；]+[，。！？；]")
 _NUMERALS = "一二三四五六七八"
 _FORMS = {5: ("五言絕句", "five-character"), 7: ("七言絕句", "seven-character")}
-
-# Question phrasings: intent -> split -> language -> templates. The answers are in ANSWERS.
-PHRASINGS = {
-    "author": {
-        "train": {
-            "zh": (
-                "「{line}」是誰寫的？",
-                "「{line}」這首詩的作者是誰？",
-                "以「{line}」開頭的詩是誰的作品？",
-                "請問「{line}」出自何人之手？",
-                "「{line}」，作者是誰？",
-                "誰是「{line}」的作者？",
-            ),
-            "en": (
-                "Who wrote the poem that begins 「{line}」?",
-                "Who is the author of 「{line}」?",
-            ),
-        },
-        "eval": {
-            "zh": ("有首詩開頭是「{line}」，作者為誰？", "寫下「{line}」的詩人是誰？"),
-            "en": ("Which poet wrote 「{line}」?",),
-        },
-    },
-    "title": {
-        "train": {
-            "zh": (
-                "「{line}」這首詩的題目是什麼？",
-                "以「{line}」開頭的詩叫什麼？",
-                "「{line}」出自何詩？",
-                "請問「{line}」的詩題是什麼？",
-                "「{line}」，題目是什麼？",
-            ),
-            "en": (
-                "What is the title of the poem that begins 「{line}」?",
-                "What is 「{line}」 called?",
-            ),
-        },
-        "eval": {
-            "zh": ("開頭為「{line}」的詩，題目叫什麼？", "「{line}」是何詩的首句？"),
-            "en": ("Name the poem that opens with 「{line}」.",),
-        },
-    },
-    "both": {
-        "train": {
-            "zh": (
-                "「{line}」是誰的什麼詩？",
-                "以「{line}」開頭的詩，作者和題目是什麼？",
-                "請說出「{line}」的作者和詩題。",
-            ),
-            "en": ("Who wrote 「{line}」, and what is the poem called?",),
-        },
-        "eval": {
-            "zh": ("「{line}」這首詩是誰寫的，叫什麼？", "告訴我「{line}」的詩題與作者。"),
-            "en": ("Title and author of 「{line}」, please.",),
-        },
-    },
-    "follow-title": {
-        "train": {
-            "zh": ("那題目是什麼？", "它叫什麼？", "這首詩叫什麼名字？"),
-            "en": ("And what is it called?",),
-        },
-        "eval": {"zh": ("詩題又是什麼？", "這首詩的名字是？"), "en": ("What's its title, then?",)},
-    },
-    "follow-author": {
-        "train": {
-            "zh": ("那作者是誰？", "是誰寫的？", "它的作者是？"),
-            "en": ("And who wrote it?",),
-        },
-        "eval": {"zh": ("寫這首詩的是誰？", "作者又是何人？"), "en": ("Who is its poet?",)},
-    },
-    "other-work": {
-        "train": {
-            "zh": ("他還寫過什麼？", "他還有什麼詩？", "這位詩人還寫過何詩？"),
-            "en": ("What else did this poet write?",),
-        },
-        "eval": {
-            "zh": ("他還有別的作品？", "同一位詩人還寫了什麼？"),
-            "en": ("Any other poem by the same poet?",),
-        },
-    },
-    "topic": {
-        "train": {
-            "zh": (
-                "還有誰寫過「{topic}」？",
-                "還有何人的詩題裡有「{topic}」？",
-                "別的詩人也寫過「{topic}」？",
-            ),
-            "en": ("Who else wrote about 「{topic}」?",),
-        },
-        "eval": {
-            "zh": ("寫「{topic}」的詩人還有誰？", "除他之外，誰也寫過「{topic}」？"),
-            "en": ("Any other poet who wrote on 「{topic}」?",),
-        },
-    },
-    "intro": {
-        "train": {
-            "zh": ("讀這首詩：「{poem}」", "請看這首詩：「{poem}」", "有這樣一首詩：「{poem}」"),
-            "en": ("Here is a poem: 「{poem}」 ",),
-        },
-        "eval": {"zh": ("詩如下：「{poem}」",), "en": ("Read this poem: 「{poem}」 ",)},
-    },
-    "nth": {
-        "train": {
-            "zh": ("第{n}句是什麼？", "它的第{n}句是？", "請說出第{n}句。"),
-            "en": ("What is line {k}?",),
-        },
-        "eval": {"zh": ("第{n}句寫的是什麼？", "詩中第{n}句為何？"), "en": ("Tell me line {k}.",)},
-    },
-    "after": {
-        "train": {
-            "zh": (
-                "「{line}」的下一句是什麼？",
-                "「{line}」後面是什麼？",
-                "「{line}」之後接什麼？",
-            ),
-            "en": ("What comes after 「{line}」?",),
-        },
-        "eval": {
-            "zh": ("緊接「{line}」的是什麼？", "「{line}」的後一句是？"),
-            "en": ("Which line follows 「{line}」?",),
-        },
-    },
-    "count": {
-        "train": {
-            "zh": ("這首詩有幾句？", "這首詩一共多少句？", "全詩共有幾句？"),
-            "en": ("How many lines does it have?",),
-        },
-        "eval": {"zh": ("數一數，這首詩共幾句？", "詩中有多少句？"), "en": ("Count its lines.",)},
-    },
-    "width": {
-        "train": {
-            "zh": ("每句幾個字？", "這首詩每句有多少字？", "一句有幾個字？"),
-            "en": ("How many characters per line?",),
-        },
-        "eval": {
-            "zh": ("每一句的字數是多少？", "詩的每句各有幾字？"),
-            "en": ("How long is each line, in characters?",),
-        },
-    },
-    "next": {
-        "train": {
-            "zh": ("下一句？", "再下一句是什麼？", "那下一句是？", "接下來是什麼？"),
-            "en": ("And the next line?",),
-        },
-        "eval": {"zh": ("然後是什麼？", "後面一句是？"), "en": ("And after that?",)},
-    },
-    "previous": {
-        "train": {"zh": ("上一句是什麼？", "那前一句是？"), "en": ("And the line before?",)},
-        "eval": {"zh": ("它前面一句是？",), "en": ("What came just before it?",)},
-    },
-    "couplet": {
-        "train": {
-            "zh": (
-                "請為上句「{half}」對出下句。",
-                "出句是「{half}」，請對一句。",
-                "以「{half}」為上句，對一個下句。",
-            ),
-            "en": ("Complete the couplet: 「{half}」",),
-        },
-        "eval": {
-            "zh": ("上句「{half}」，下句如何對？", "給「{half}」接一個下句。"),
-            "en": ("Write a second half for 「{half}」.",),
-        },
-    },
-    "quatrain": {
-        "train": {
-            "zh": (
-                "以《{title}》為題，寫一首{form}。",
-                "請寫一首{form}，題目是《{title}》。",
-                "題為《{title}》，作一首{form}。",
-            ),
-            "en": ("Write a {form_en} quatrain titled 《{title}》.",),
-        },
-        "eval": {
-            "zh": ("試以《{title}》作{form}一首。", "我想要一首{form}，詩題《{title}》。"),
-            "en": ("Compose a {form_en} quatrain on 《{title}》.",),
-        },
-    },
-}
 
 ANSWERS = {
     "author": "作者是{author}。",
@@ -314,6 +138,12 @@ def load_facts() -> list[Fact]:
     return [Fact(**json.loads(line)) for line in text.splitlines() if line]
 
 
+def load_phrasings() -> dict[str, dict[str, dict[str, list[str]]]]:
+    """The question templates of ``chat_phrasings.json``: intent -> ``"train"`` or ``"eval"`` ->
+    ``"zh"`` or ``"en"`` -> templates with ``{fields}``. Their answers are ``ANSWERS``."""
+    return json.loads(_builtin(PHRASINGS_FILE).read_text(encoding="utf-8"))
+
+
 def poem_lines(body: str) -> list[str] | None:
     """The lines of a regular poem, punctuation dropped, or None for any other body.
 
@@ -352,7 +182,7 @@ def build_dialogues(split: str) -> list[dict]:
         _first_line(body) for name in ("train", "valid", "test") for body in tang.split(name)
     }
     maker = _Maker(random.Random(_SEEDS[split]), split, load_facts(), load_poems(corpus), openings)
-    return maker.train() if split == "train" else maker.eval()
+    return maker.training() if split == "train" else maker.evaluation()
 
 
 BUILTIN_DIALOGUES: dict[str, Callable[[str], list[dict]]] = {"tang-chat": build_dialogues}
@@ -380,7 +210,7 @@ class _Conversation:
         self.kinds.append(kind)
 
     def phrase(self, intent: str, **fields) -> str:
-        choices = PHRASINGS[intent][self.maker.split][self.lang]
+        choices = self.maker.phrasings[intent][self.maker.split][self.lang]
         return self.maker.rng.choice(choices).format(**fields)
 
     def done(self) -> dict:
@@ -390,8 +220,11 @@ class _Conversation:
 class _Maker:
     """Draws the dialogues of one split from the facts and the poems of one corpus split."""
 
-    def __init__(self, rng, split: str, facts: list[Fact], poems: list[Poem], openings: set[str]):
+    def __init__(
+        self, rng: random.Random, split: str, facts: list[Fact], poems: list[Poem], openings
+    ):
         self.rng, self.split, self.facts, self.openings = rng, split, facts, openings
+        self.phrasings = load_phrasings()
         self.regular = [(p, lines) for p in poems if (lines := poem_lines(p.body))]
         self.quatrains = [
             (p, lines) for p, lines in self.regular if len(lines) == 4 and _clean_title(p.title)
@@ -399,10 +232,15 @@ class _Maker:
         self.by_author: dict[str, list[Fact]] = {}
         for fact in facts:
             self.by_author.setdefault(fact.author, []).append(fact)
+        # The topic characters of each fact's title that another author's fact title shares.
+        self.topics = {
+            fact: [t for t in TOPICS if t in fact.title and self.topic_answer(fact, t)]
+            for fact in facts
+        }
 
     # -- the two splits ------------------------------------------------------------------------
 
-    def train(self) -> list[dict]:
+    def training(self) -> list[dict]:
         shapes = (self.single, self.chain, self.pair, self.beside_refusal)
         dialogues = []
         for _ in range(FACT_ROUNDS):
@@ -420,9 +258,9 @@ class _Maker:
         self.rng.shuffle(dialogues)
         return dialogues
 
-    def eval(self) -> list[dict]:
+    def evaluation(self) -> list[dict]:
         facts = self.rng.sample(self.facts, len(self.facts))
-        chained = [f for f in facts if self.topics(f)][: EVAL_SIZES["chains"]]
+        chained = [f for f in facts if self.topics[f]][: EVAL_SIZES["chains"]]
         rest = [f for f in facts if f not in chained]
         paired, single = rest[: 2 * EVAL_SIZES["pairs"]], rest[2 * EVAL_SIZES["pairs"] :]
         dialogues = [self.chain(fact, full=True) for fact in chained]
@@ -452,7 +290,7 @@ class _Maker:
         topic, in that order (``full``: all three; else the first 0 to 3 of them)."""
         talk = _Conversation(self)
         asked = self.know(talk, fact, self.rng.choice(("author", "title")))
-        steps = [self.complement, self.other_work, self.topic][: 3 if self.topics(fact) else 2]
+        steps = [self.complement, self.other_work, self.topic][: 3 if self.topics[fact] else 2]
         if not full:
             steps = steps[: self.rng.randint(0, len(steps))]
         for step in steps:
@@ -510,18 +348,14 @@ class _Maker:
         talk.ask("other-work", answer, "follow-up")
 
     def topic(self, talk: _Conversation, fact: Fact, asked: str) -> None:
-        topic = self.topics(fact)[0]
-        other = next(f for f in self.facts if topic in f.title and f.author != fact.author)
+        topic = self.topics[fact][0]
+        other = self.topic_answer(fact, topic)
         answer = ANSWERS["topic"].format(author=other.author, title=other.title)
         talk.ask("topic", answer, "follow-up", topic=topic)
 
-    def topics(self, fact: Fact) -> list[str]:
-        """The topic characters of a fact's title that another author's fact title shares."""
-        return [
-            t
-            for t in TOPICS
-            if t in fact.title and any(t in f.title and f.author != fact.author for f in self.facts)
-        ]
+    def topic_answer(self, fact: Fact, topic: str) -> Fact | None:
+        """The first fact by another author whose title holds ``topic``."""
+        return next((f for f in self.facts if topic in f.title and f.author != fact.author), None)
 
     def fake_opening(self) -> str:
         """A first line that begins no shipped poem: two halves of different poems' openings."""
@@ -545,7 +379,7 @@ class _Maker:
             if turn < 2 and self.split == "eval":
                 intents = [["nth", "after"], ["next", "previous"]][turn]
             elif at is not None:
-                intents += ["next", "previous"] * 2
+                intents += ["next", "previous"] * (2 if self.split == "train" else 1)
             at = self.read(talk, lines, self.rng.choice(intents), at, prefix if turn == 0 else "")
         return talk.done()
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -54,6 +55,7 @@ __all__ = [
     "PairsTask",
     "Task",
     "batched_logits",
+    "evaluating",
     "label_predictions",
     "lm_loss",
     "make_task",
@@ -84,6 +86,19 @@ class Task(Protocol):
         """Validation metrics with a ``"valid_loss"`` (lower is better) to select and stop on;
         None when there is no validation data."""
         ...
+
+
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[torch.device]:
+    """The ``with`` block runs ``model`` in eval mode without gradients (its mode is restored
+    after); it yields the model's device."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield next(model.parameters()).device
+    finally:
+        model.train(was_training)
 
 
 def make_task(
@@ -337,23 +352,19 @@ class PairsTask:
     def tokens(self, batch: tuple[torch.Tensor, ...]) -> int:
         return int((batch[2] != PAD_ID).sum())
 
-    @torch.no_grad()
     def evaluate(self, model: nn.Module, max_tokens: int = 0) -> dict[str, float] | None:
         if not self.valid:
             return None
-        was_training = model.training
-        model.eval()
-        device = next(model.parameters()).device
         total, count = 0.0, 0
-        for start in range(0, len(self.valid), 128):
-            source, target_in, target_out = pair_batch(self.valid[start : start + 128])
-            logits = model(source.to(device), target_in.to(device))
-            n = int((target_out != PAD_ID).sum())
-            total += float(label_smoothed_nll(logits, target_out.to(device), 0.0)) * n
-            count += n
-            if max_tokens and count >= max_tokens:
-                break
-        model.train(was_training)
+        with evaluating(model) as device:
+            for start in range(0, len(self.valid), 128):
+                source, target_in, target_out = pair_batch(self.valid[start : start + 128])
+                logits = model(source.to(device), target_in.to(device))
+                n = int((target_out != PAD_ID).sum())
+                total += float(label_smoothed_nll(logits, target_out.to(device), 0.0)) * n
+                count += n
+                if max_tokens and count >= max_tokens:
+                    break
         return {"valid_loss": total / count, "valid_ppl": math.exp(total / count)}
 
 
@@ -513,25 +524,21 @@ class ChatTask:
     def tokens(self, batch: tuple[torch.Tensor, ...]) -> int:
         return int((batch[1] != self.pad_id).sum())
 
-    @torch.no_grad()
     def evaluate(self, model: nn.Module, max_tokens: int = 0) -> dict[str, float] | None:
         """valid_loss: nats per assistant token of the held-out conversations."""
         if not self.valid:
             return None
-        was_training = model.training
-        model.eval()
-        device = next(model.parameters()).device
         total, count = 0.0, 0.0
-        for start in range(0, len(self.valid), 64):
-            batch = dialogue_batch(self.valid[start : start + 64], self.pad_id)
-            inputs, targets, weights = (t.to(device) for t in batch)
-            state = model.init_state(inputs.shape[0], device)
-            logp, _ = model.log_probs(inputs, targets, state)
-            total -= float((logp * weights).sum())
-            count += float(weights.sum())
-            if max_tokens and count >= max_tokens:
-                break
-        model.train(was_training)
+        with evaluating(model) as device:
+            for start in range(0, len(self.valid), 64):
+                batch = dialogue_batch(self.valid[start : start + 64], self.pad_id)
+                inputs, targets, weights = (t.to(device) for t in batch)
+                state = model.init_state(inputs.shape[0], device)
+                logp, _ = model.log_probs(inputs, targets, state)
+                total -= float((logp * weights).sum())
+                count += float(weights.sum())
+                if max_tokens and count >= max_tokens:
+                    break
         return {"valid_loss": total / count, "valid_ppl": math.exp(total / count)}
 
 
