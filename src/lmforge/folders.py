@@ -19,7 +19,6 @@ nothing else reads ``config.json`` to guess what a folder holds.
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -251,14 +250,10 @@ def _load_weights(model: torch.nn.Module, path: Path) -> None:
 
 
 def _load_hf(folder: Path):
-    """A Hugging Face folder imported in memory; what cannot be mapped is a warning."""
+    """A Hugging Face folder imported in memory (heads it lacks are a warning)."""
     from lmforge.hub.hf import import_hf
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        model, tokenizer = import_hf(folder)
-    for warning in caught:
-        warnings.warn(str(warning.message), stacklevel=3)
+    model, tokenizer = import_hf(folder)
     record = {
         "family": family_of(model).name,
         "source": "huggingface",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from lmforge.checkpoint import write_json
 from lmforge.cli.common import add_setting_flags, add_tokenizer_flags, by_corpus, say
@@ -17,7 +16,7 @@ from lmforge.folders import load_model
 from lmforge.ladder import DEFAULT_MODELS, PRESETS, ladder_table, run_ladder
 from lmforge.models import FAMILIES, get_family
 from lmforge.nn.sampling import Sampler
-from lmforge.preflight import check_output_folder
+from lmforge.preflight import check_device, check_output_file, check_output_folder
 from lmforge.tokenize import TOKENIZER_KINDS
 from lmforge.training import report, train_job, training_data
 from lmforge.vertical import about_minutes
@@ -194,13 +193,16 @@ def run_generate(args: argparse.Namespace) -> int:
 
 def run_ladder_command(args: argparse.Namespace) -> int:
     preset = PRESETS[args.preset]
+    check_device(args.device)  # before any work: the device and the output places
+    out = check_output_folder(args.out or f"runs/ladder-{preset.name}", "ladder folder")
+    if args.json:
+        check_output_file(args.json, "--json file")
     models = tuple(m.strip() for m in args.models.split(",")) if args.models else DEFAULT_MODELS
     print(f"ladder preset {preset.name}: {preset.summary}")
     print(
         f"rungs: {', '.join(models)}; expected {about_minutes(preset.minutes)} on a 2-core CPU "
         f"for the default rungs"
     )
-    out = Path(args.out or f"runs/ladder-{preset.name}")
     result = run_ladder(
         preset,
         models,
