@@ -24,10 +24,10 @@ SETTINGS = {
 }
 
 
-# wordpiece is left out: Hugging Face's WordPiece trainer numbers its vocabulary differently
-# in every process (the same tokens, other ids).
+# wordpiece too: Hugging Face's WordPiece trainer numbers its vocabulary differently in every
+# process, so lmforge renumbers it in a fixed order (``tokenize.subword._renumber_wordpiece``).
 @pytest.mark.slow
-@pytest.mark.parametrize("tokenizer", ["char", "bpe"])
+@pytest.mark.parametrize("tokenizer", ["char", "bpe", "wordpiece"])
 def test_the_same_train_command_in_two_processes_writes_the_same_weights(tokenizer, tmp_path):
     corpus = tmp_path / "lines.txt"
     words = "the cat sat on a mat and the dog ran to the red house".split()

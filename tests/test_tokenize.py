@@ -282,3 +282,35 @@ def test_loading_a_wrong_document_is_a_checkpoint_error(tmp_path, document, prob
     with pytest.raises(CheckpointError, match=problem) as info:
         load_tokenizer(path)
     assert str(path) in str(info.value)
+
+
+WORDPIECE_IN_A_PROCESS = """
+import json, sys
+from lmforge.tokenize import train_tokenizer
+words = ("the cat sat on a mat and the dog ran to the red house while quick brown foxes jumped "
+         "over lazy dogs").split()
+lines = [" ".join(words[(i * 7 + j * 3) % len(words)] + ("s" if (i + j) % 3 == 0 else "")
+                  for j in range(3 + i % 9)) for i in range(400)]
+tokenizer = train_tokenizer("wordpiece", lines, vocab_size=120)
+print(json.dumps([list(tokenizer.vocab), tokenizer.encode_batch(lines[:20])]))
+"""
+
+
+def test_wordpiece_gives_the_same_ids_in_every_process():
+    """Hugging Face's WordPiece trainer numbers the same vocabulary differently in each process
+    (on this text, without lmforge's renumbering, the two vocabularies differ)."""
+    import os
+    import subprocess
+    import sys
+
+    outputs = [
+        subprocess.run(
+            [sys.executable, "-c", WORDPIECE_IN_A_PROCESS],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2")
+    ]
+    assert outputs[0] == outputs[1]

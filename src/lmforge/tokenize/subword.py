@@ -129,9 +129,29 @@ def _train_subword_tokenizer(kind: str, lines: list[str], vocab_size: int) -> Su
             f"special tokens and the characters of the text alone take {hf.get_vocab_size()}; "
             f"give vocab_size >= {hf.get_vocab_size()}"
         )
+    if kind == "wordpiece":
+        _renumber_wordpiece(hf)
     problem = _hf_problem(hf)
     assert problem is None, problem
     return SubwordTokenizer(kind, hf)
+
+
+def _renumber_wordpiece(hf: HFTokenizer) -> None:
+    """Give a trained WordPiece vocabulary ids in a fixed order: the special tokens first, as
+    trained, then every other token sorted. Hugging Face's trainer numbers the same tokens
+    differently in each process (its hash maps are randomly seeded); WordPiece reads only which
+    tokens exist, so the order changes no tokenization, and the same text now gives the same
+    ids, and the same model weights, in every run."""
+    vocab = hf.get_vocab()
+    specials = [t for t in SPECIAL_TOKENS if t in vocab]
+    rest = sorted(set(vocab) - set(specials))
+    old = hf.model
+    hf.model = models.WordPiece(
+        {token: i for i, token in enumerate([*specials, *rest])},
+        unk_token=old.unk_token,
+        continuing_subword_prefix=old.continuing_subword_prefix,
+        max_input_chars_per_word=old.max_input_chars_per_word,
+    )
 
 
 def _subword_tokenizer_from_dict(path: Path, kind: str, data: dict[str, Any]) -> SubwordTokenizer:
