@@ -245,8 +245,9 @@ def test_domain_pretraining_lowers_the_domain_loss(topics):
 
 
 def test_bert_and_elmo_recipes_learn(topics):
-    train, test, unlabeled, _ = topics
-    tokenizer = train_tokenizer("wordpiece", unlabeled + [r["text"] for r in train], vocab_size=300)
+    # the fixture's bpe tokenizer: Hugging Face's WordPiece trainer breaks ties between equally
+    # frequent merges in another order in every process, which made this test flaky
+    train, test, unlabeled, tokenizer = topics
     labels = labels_of(train)
     gold = torch.tensor([labels.index(r["label"]) for r in test])
     cfg = VerticalConfig(min_steps=60, max_steps=60, lr=3e-3, dapt_steps=20)

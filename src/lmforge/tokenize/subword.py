@@ -140,8 +140,9 @@ def _renumber_wordpiece(hf: HFTokenizer) -> None:
     """Give a trained WordPiece vocabulary ids in a fixed order: the special tokens first, as
     trained, then every other token sorted. Hugging Face's trainer numbers the same tokens
     differently in each process (its hash maps are randomly seeded); WordPiece reads only which
-    tokens exist, so the order changes no tokenization, and the same text now gives the same
-    ids, and the same model weights, in every run."""
+    tokens exist, so the order changes no tokenization. (On a small text the trainer may also
+    break ties between equally frequent merges differently, so that the token sets differ:
+    that, this does not fix.)"""
     vocab = hf.get_vocab()
     specials = [t for t in SPECIAL_TOKENS if t in vocab]
     rest = sorted(set(vocab) - set(specials))
