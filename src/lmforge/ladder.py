@@ -18,7 +18,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from lmforge.checkpoint import write_json
 from lmforge.data import load_corpus
@@ -522,7 +521,6 @@ def _neural_rung(
 ) -> tuple[RungResult, dict]:
     """Train one neural rung (seeded by its own settings) and score valid and test."""
     train_config = TrainConfig(**{"threads": threads, **rung.train, "device": device})
-    torch.manual_seed(train_config.seed)  # the model's initial weights
     model, result, _ = train_family(
         rung.family,
         train,
