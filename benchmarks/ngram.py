@@ -1,7 +1,8 @@
 """Order-5 n-gram on built-in brown: lmforge against KenLM, in one run.
 
 Prints build time (estimation, then ARPA writing), peak memory, test perplexity, and the pip
-``kenlm`` module's score of the same ARPA next to lmforge's (values and query speed). KenLM's
+``kenlm`` module's score of the same ARPA next to lmforge's (values, and query speed through
+lmforge's binary format, with its load time against the ARPA's). KenLM's
 ``lmplz`` is timed too when it is on PATH; otherwise its figure from ../shared/BASELINES.md
 (measured on this machine) is the yardstick.
 
@@ -83,8 +84,23 @@ def compare_with_kenlm_module(arpa: str, tokenizer: str) -> None:
         print("score check runs with --tokenizer none only")
         return
     test = split_words(load_corpus("brown").test)
-    ours = NgramLM.load_arpa(arpa)
+    start = time.perf_counter()
+    NgramLM.load_arpa(arpa)
+    arpa_load = time.perf_counter() - start
+    binary = str(Path(arpa).with_suffix(".lmb"))
+    NgramLM.load_arpa(arpa).save_binary(binary)
+    loads = []
+    for _ in range(5):
+        start = time.perf_counter()
+        ours = NgramLM.load_binary(binary)
+        loads.append(time.perf_counter() - start)
+    print(
+        f"loading the model: ARPA {arpa_load:.2f} s, binary {min(loads):.3f} s (best of 5; "
+        f"{Path(binary).stat().st_size / 2**20:.0f} MiB, `lmforge ngram binary`)"
+    )
+    start = time.perf_counter()
     peer = kenlm.Model(arpa)
+    print(f"  kenlm.Model(ARPA) {time.perf_counter() - start:.2f} s")
     start = time.perf_counter()
     theirs = [peer.score(" ".join(s), bos=True, eos=True) for s in test]
     peer_seconds = time.perf_counter() - start
@@ -99,7 +115,7 @@ def compare_with_kenlm_module(arpa: str, tokenizer: str) -> None:
     print(f"  max per-token |log10 difference| over all {tokens:,} test tokens: {gap:.2e}")
     print(
         f"  query speed: kenlm Model.score {tokens / peer_seconds:,.0f} tokens/s, lmforge "
-        f"token_log_probs {tokens / our_seconds:,.0f} tokens/s "
+        f"token_log_probs on the binary {tokens / our_seconds:,.0f} tokens/s "
         f"(ratio {peer_seconds / our_seconds:.2f}x)"
     )
 

@@ -174,6 +174,8 @@ def test_version_and_ngram_commands_do_not_import_torch(tiny_file, tmp_path):
         ["ngram", "eval", arpa, "--text", tiny_file, "--json"],
         ["ngram", "eval", folder, "--text", tiny_file],
         ["ngram", "score", folder, "the cat sat on the mat"],
+        ["ngram", "binary", arpa, tmp_path / "tiny.lmb"],
+        ["ngram", "eval", tmp_path / "tiny.lmb", "--text", tiny_file, "--json"],
     ]
     script = (
         "import sys\nfrom lmforge.cli import main\n"

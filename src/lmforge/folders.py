@@ -34,6 +34,7 @@ from lmforge.checkpoint import (
 )
 from lmforge.config import build_config, config_to_dict
 from lmforge.errors import CheckpointError, ConfigError, LMForgeError, UnknownModelError
+from lmforge.lmb import is_binary
 from lmforge.lock import folder_lock
 from lmforge.models import family_of, get_family
 from lmforge.tokenize import Tokenizer, load_tokenizer
@@ -167,7 +168,8 @@ def load_model(path: str | os.PathLike):
     """Load whatever a model path holds.
 
     Args:
-        path: an ARPA file; an lmforge model folder (any family, or a fine-tuned classifier);
+        path: an ARPA file or a binary n-gram file (``lmforge ngram binary``); an lmforge model
+            folder (any family, or a fine-tuned classifier);
             or a Hugging Face folder (BERT-architecture or an exported GPT-2), imported in
             memory.
 
@@ -180,8 +182,10 @@ def load_model(path: str | os.PathLike):
             message names the file and what to do.
     """
     target = Path(path)
-    if target.is_file():  # an ARPA file: the one model that is a single file
-        return get_family("ngram").model_class.load_arpa(target), None, {"family": "ngram"}
+    if target.is_file():  # an n-gram model, the one kind that is a single file
+        ngram = get_family("ngram").model_class
+        model = ngram.load_binary(target) if is_binary(target) else ngram.load_arpa(target)
+        return model, None, {"family": "ngram"}
     if not target.is_dir():
         raise CheckpointError(
             f"{target}: no such model; give a model folder (lmforge or Hugging Face) or an "

@@ -219,6 +219,9 @@ def test_gpt_export_refuses_what_gpt2_cannot_hold(tmp_path):
         untied.head.linear.bias.fill_(0.5)
     with pytest.raises(ConfigError, match="bias"):
         export_hf(untied, tokenizer, tmp_path)
+    rotary = tiny_gpt(tokenizer.vocab_size, positions="rotary")
+    with pytest.raises(ConfigError, match="rotary positions cannot be exported"):
+        export_hf(rotary, tokenizer, tmp_path)
 
 
 # --------------------------------------------------------------------- bert -> BertForMaskedLM

@@ -226,3 +226,67 @@ def test_same_logits_as_hugging_face_gpt2_with_the_same_weights():
     ids = random_ids()
     with torch.no_grad():
         assert torch.allclose(model(ids)[0], hf(input_ids=ids).logits, atol=1e-5)
+
+
+def test_slots_decode_rows_of_different_lengths_as_step_does_alone():
+    """Continuous batching: rows that joined at different times, stepped together, give each
+    row's own ``step`` logits; a row moved to keep the active rows first keeps its state."""
+    torch.manual_seed(0)
+    model = GPT(
+        GPTConfig(
+            vocab_size=50, d_model=32, n_layers=2, n_heads=4, d_ff=64, max_seq_len=20, dropout=0.0
+        )
+    ).eval()
+    with torch.inference_mode():
+        slots = model.new_slots(4)
+        prompts = [torch.randint(0, 50, (n,)) for n in (3, 7, 1)]
+        caches = []
+        for row, prompt in enumerate(prompts):
+            logits = model.prefill_slot(slots, row, prompt)
+            alone, cache = model.step(prompt[None])
+            caches.append(cache)
+            torch.testing.assert_close(logits, alone[0])
+        for _ in range(5):
+            ids = torch.randint(0, 50, (3,))
+            together = model.step_slots(slots, ids)
+            for row in range(3):
+                alone, caches[row] = model.step(ids[row : row + 1, None], caches[row])
+                torch.testing.assert_close(together[row], alone[0], atol=1e-5, rtol=1e-5)
+        model.move_slot(slots, 2, 0)  # row 0 finished: the last row takes its place
+        ids = torch.randint(0, 50, (2,))
+        together = model.step_slots(slots, ids)
+        alone, _ = model.step(ids[:1, None], caches[2])
+        torch.testing.assert_close(together[0], alone[0], atol=1e-5, rtol=1e-5)
+        assert slots.lengths[:2].tolist() == [1 + 5 + 1, 7 + 5 + 1]
+        slots.lengths[0] = 20
+        with pytest.raises(ConfigError, match="full"):
+            model.step_slots(slots, ids)
+
+
+def test_rotary_positions_cache_slots_and_relative_attention():
+    """RoPE: the cached step and the slots give the full forward's logits, there is no position
+    table among the weights, and a query's score with a key depends on their distance only."""
+    model = tiny_gpt(positions="rotary").eval()
+    assert not any("pos_emb" in name for name in model.state_dict())
+    ids = random_ids(batch=2, length=12)
+    with torch.no_grad():
+        full, _ = model(ids)
+        logits, cache = model.step(ids[:, :5])
+        torch.testing.assert_close(logits, full[:, 4], atol=1e-5, rtol=1e-5)
+        for t in range(5, 12):
+            logits, cache = model.step(ids[:, t : t + 1], cache)
+            torch.testing.assert_close(logits, full[:, t], atol=1e-5, rtol=1e-5)
+        slots = model.new_slots(2)
+        model.prefill_slot(slots, 0, ids[0, :3])
+        model.prefill_slot(slots, 1, ids[1, :7])
+        together = model.step_slots(slots, torch.stack([ids[0, 3], ids[1, 7]]))
+        torch.testing.assert_close(together[0], full[0, 3], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(together[1], full[1, 7], atol=1e-5, rtol=1e-5)
+    from lmforge.nn.attention import apply_rotary, rotary_angles
+
+    cos, sin = rotary_angles(8, 20)
+    q, k = torch.randn(8), torch.randn(8)
+    score = lambda i, j: float(apply_rotary(q, cos[i], sin[i]) @ apply_rotary(k, cos[j], sin[j]))  # noqa: E731
+    assert abs(score(3, 1) - score(15, 13)) < 1e-4 and abs(score(3, 1) - score(3, 2)) > 1e-3
+    with pytest.raises(ConfigError, match="positions must be"):
+        GPTConfig(positions="absolute")

@@ -29,6 +29,8 @@ COMMANDS = {  # module of lmforge.cli -> the commands its add_commands adds to t
     "vertical": ("vertical",),
     "chat_eval": ("chat-eval",),
     "chat": ("chat-tune", "chat"),
+    "catalogue": ("catalogue",),
+    "serve": ("serve",),
 }
 
 

@@ -24,7 +24,7 @@ def add_commands(commands) -> None:
         "base",
         nargs="?",
         help="base model folder (a causal LM: gpt; rnn/lstm/gru work too); default: a small gpt "
-        "pretrained on tang, trained once into runs/chat/base-gpt-tang",
+        "pretrained on tang, trained once into runs/chat/base-gpt-tang-rope",
     )
     tune.add_argument(
         "--dialogues",

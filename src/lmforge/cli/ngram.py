@@ -10,6 +10,7 @@ from pathlib import Path
 from lmforge.cli.common import add_tokenizer_flags, by_corpus, say
 from lmforge.config import add_config_flags, build_config, config_to_dict, read_config_file
 from lmforge.data import BUILTIN_CORPORA, DEFAULT_TOKENIZERS, load_corpus, read_texts
+from lmforge.errors import ConfigError
 from lmforge.folders import save_model
 from lmforge.models.ngram import KENLM_FALLBACK, LN10, NgramConfig
 from lmforge.ngram import evaluate_ngram, load_ngram, train_ngram
@@ -40,7 +41,7 @@ def add_commands(commands) -> None:
     train.set_defaults(run=run_ngram_train)
 
     evaluate = ngram_commands.add_parser("eval", help="perplexity of a text, as KenLM's query")
-    evaluate.add_argument("model", help="an .arpa file or a model folder")
+    evaluate.add_argument("model", help="an .arpa file, a binary .lmb file or a model folder")
     target = evaluate.add_mutually_exclusive_group(required=True)
     target.add_argument("--text", help="text file: every line is a sentence")
     target.add_argument("--corpus", help="built-in corpus or path; see --split")
@@ -49,10 +50,17 @@ def add_commands(commands) -> None:
     evaluate.set_defaults(run=run_ngram_eval)
 
     score = ngram_commands.add_parser("score", help="log10 probability of one sentence")
-    score.add_argument("model", help="an .arpa file or a model folder")
+    score.add_argument("model", help="an .arpa file, a binary .lmb file or a model folder")
     score.add_argument("sentence", help="the sentence (</s> is scored too)")
     score.add_argument("--json", action="store_true", help="print one JSON object")
     score.set_defaults(run=run_ngram_score)
+
+    binary = ngram_commands.add_parser(
+        "binary", help="write the memory-mappable binary format: fast load and query"
+    )
+    binary.add_argument("model", help="an .arpa file (or a folder of a whitespace-word model)")
+    binary.add_argument("out", help="the binary file to write (.lmb)")
+    binary.set_defaults(run=run_ngram_binary)
 
 
 def run_ngram_train(args: argparse.Namespace) -> int:
@@ -108,6 +116,28 @@ def run_ngram_eval(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_dict()))
     else:
         print(_describe("perplexity", result))
+    return 0
+
+
+def run_ngram_binary(args: argparse.Namespace) -> int:
+    check_output_file(args.out, "binary file")
+    start = time.perf_counter()
+    model, tokenizer = load_ngram(args.model)
+    if tokenizer is not None:
+        raise ConfigError(
+            f"{args.model} reads text with a {tokenizer.kind} tokenizer, which a binary file "
+            "does not hold (it holds whitespace words, as KenLM's); serve or score the folder"
+        )
+    loaded = time.perf_counter() - start
+    model.save_binary(args.out)
+    size = Path(args.out).stat().st_size
+    start = time.perf_counter()
+    load_ngram(args.out)
+    print(
+        f"wrote {args.out}: order {model.order}, {sum(model.ngram_counts):,} n-grams, "
+        f"{size / 2**20:.1f} MiB (read {args.model} in {loaded:.2f} s; the binary loads in "
+        f"{time.perf_counter() - start:.3f} s)"
+    )
     return 0
 
 

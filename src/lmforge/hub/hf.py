@@ -498,6 +498,11 @@ def export_hf(model: nn.Module, tokenizer: Tokenizer, folder: str | os.PathLike)
 
 def _gpt_export(model: GPT, tokenizer: Tokenizer) -> dict:
     c = model.config
+    if c.positions != "learned":
+        raise ConfigError(
+            "GPT-2 has learned absolute positions; a GPT with rotary positions cannot be "
+            "exported as GPT-2 (train it with positions=learned to export it)"
+        )
     if c.adaptive_cutoffs:
         raise ConfigError(
             "GPT-2 has a full softmax; a GPT with adaptive_cutoffs cannot be exported "

@@ -29,12 +29,18 @@ from torch.nn import functional as F
 from lmforge.config import check_dropout, check_sizes, checked_cutoffs, require_vocab_size
 from lmforge.errors import ConfigError
 from lmforge.models.family import Adaptation, Family
-from lmforge.nn.attention import KVCache, MultiHeadAttention, check_heads
+from lmforge.nn.attention import (
+    KVCache,
+    MultiHeadAttention,
+    SlotKV,
+    check_heads,
+    rotary_angles,
+)
 from lmforge.nn.decoding import generate
 from lmforge.nn.layers import AdaptiveInput, FeedForward, OutputHead, init_normal
 from lmforge.nn.protocol import max_seq_len_context, no_state, num_parameters
 
-__all__ = ["FAMILY", "GPT", "GPTCache", "GPTConfig"]
+__all__ = ["FAMILY", "GPT", "GPTCache", "GPTConfig", "GPTSlots"]
 
 
 @dataclass(frozen=True)
@@ -48,7 +54,11 @@ class GPTConfig:
         n_layers: number of Transformer blocks, >= 1.
         n_heads: attention heads per block, >= 1.
         d_ff: hidden width of the MLP, >= 1 (GPT-2: 4 * d_model).
-        max_seq_len: context size in tokens (number of learned positions), >= 1.
+        max_seq_len: context size in tokens (number of positions), >= 1.
+        positions: "learned" (GPT-2's absolute position embeddings, added to the tokens) or
+            "rotary" (RoPE, Su et al. 2021: queries and keys turned by their position; attention
+            then depends on relative distance, which makes copying from the context easier to
+            learn). Only "learned" exports to Hugging Face's GPT-2.
         dropout: dropout probability in [0, 1) on embeddings, attention weights and residuals.
         tie_embeddings: share the token embedding with the output layer.
         bias: biases in the linear layers (LayerNorms always have them).
@@ -68,10 +78,17 @@ class GPTConfig:
     tie_embeddings: bool = True
     bias: bool = True
     adaptive_cutoffs: tuple[int, ...] = ()
+    positions: str = "learned"
 
     def __post_init__(self) -> None:
         check_sizes(self, ("d_model", "n_layers", "n_heads", "d_ff", "max_seq_len"))
         check_heads(self.d_model, self.n_heads)
+        if self.positions not in ("learned", "rotary"):
+            raise ConfigError(f"positions must be 'learned' or 'rotary', got {self.positions!r}")
+        if self.positions == "rotary" and self.head_dim % 2:
+            raise ConfigError(
+                f"rotary positions need an even d_model / n_heads, got {self.head_dim}"
+            )
         check_dropout(self.dropout)
         for name in ("tie_embeddings", "bias"):
             if not isinstance(getattr(self, name), bool):
@@ -102,10 +119,15 @@ class Block(nn.Module):
         self.mlp = FeedForward(d_model, d_ff, dropout, F.gelu, bias=bias)
 
     def forward(
-        self, x: torch.Tensor, cache: KVCache | None = None
+        self,
+        x: torch.Tensor,
+        cache: KVCache | SlotKV | None = None,
+        mask: torch.Tensor | None = None,
+        rotary: tuple | None = None,
     ) -> tuple[torch.Tensor, KVCache]:
-        """(B, T, d_model) -> (B, T, d_model), and this layer's keys and values for the cache."""
-        attended, new_cache = self.attn(self.ln_1(x), cache)
+        """(B, T, d_model) -> (B, T, d_model), and this layer's keys and values for the cache
+        (``mask``, ``rotary``: the attention's, as ``MultiHeadAttention.forward`` takes them)."""
+        attended, new_cache = self.attn(self.ln_1(x), cache, mask, rotary=rotary)
         x = x + attended
         x = x + self.mlp(self.ln_2(x))
         return x, new_cache
@@ -134,6 +156,22 @@ class GPTCache:
         return self.ids[:, : self.length]
 
 
+@dataclass(frozen=True)
+class GPTSlots:
+    """The state of up to S sequences decoded side by side, each at its own length
+    (``GPT.new_slots``; a server's continuous batching). The active sequences are rows
+    0 .. n-1; a caller keeps them there (``move_slot`` fills a finished row with the last one).
+
+    Attributes:
+        keys, values: per block, (S, H, max_seq_len, D) buffers.
+        lengths: (S,) int64, the tokens each row has read.
+    """
+
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+    lengths: torch.Tensor
+
+
 # ---------------------------------------------------------------------------------------------
 # The model.
 
@@ -150,7 +188,12 @@ class GPT(nn.Module):
         adaptive_tied = c.tie_embeddings and bool(c.adaptive_cutoffs)
         if not adaptive_tied:
             self.tok_emb = nn.Embedding(c.vocab_size, c.d_model)
-        self.pos_emb = nn.Embedding(c.max_seq_len, c.d_model)
+        if c.positions == "learned":
+            self.pos_emb = nn.Embedding(c.max_seq_len, c.d_model)
+        else:  # not weights: rebuilt from the config, never saved
+            cos, sin = rotary_angles(c.head_dim, c.max_seq_len)
+            self.register_buffer("rotary_cos", cos, persistent=False)
+            self.register_buffer("rotary_sin", sin, persistent=False)
         self.emb_dropout = nn.Dropout(c.dropout)
         self.blocks = nn.ModuleList(
             Block(c.d_model, c.n_heads, c.d_ff, c.dropout, bias=c.bias) for _ in range(c.n_layers)
@@ -198,13 +241,17 @@ class GPT(nn.Module):
                 f"a GPT with max_seq_len={self.config.max_seq_len} cannot read {start + length} "
                 f"tokens at once; give windows of at most max_seq_len tokens"
             )
-        positions = self.pos_emb.weight[start : start + length]  # (T, d_model), a view
-        x = self.tok_emb(ids) + positions  # (B, T, d_model)
+        x, rotary = self.tok_emb(ids), None  # (B, T, d_model)
+        if self.config.positions == "learned":
+            x = x + self.pos_emb.weight[start : start + length]  # (T, d_model), a view
+        else:
+            window = slice(start, start + length)
+            rotary = (self.rotary_cos[window], self.rotary_sin[window])  # (T, D) each
         if self.training:
             x = self.emb_dropout(x)
         new_caches = []
         for i, block in enumerate(self.blocks):
-            x, kv = block(x, None if caches is None else caches[i])
+            x, kv = block(x, None if caches is None else caches[i], rotary=rotary)
             new_caches.append(kv)
         return self.ln_f(x), new_caches
 
@@ -257,6 +304,58 @@ class GPT(nn.Module):
         return GPTCache(like.new_empty(batch, capacity), layers)
 
     generate = generate  # lmforge.nn.decoding.generate(self, prompt_ids, max_new_tokens, sampler)
+
+    # -- continuous batching: sequences that join and leave between steps ------------------------
+
+    def new_slots(self, slots: int) -> GPTSlots:
+        """Empty state for up to ``slots`` sequences of at most max_seq_len tokens each."""
+        c, weight = self.config, self.ln_f.weight
+        shape = (slots, c.n_heads, c.max_seq_len, c.head_dim)
+        keys = [weight.new_zeros(shape) for _ in self.blocks]
+        values = [weight.new_zeros(shape) for _ in self.blocks]
+        return GPTSlots(keys, values, torch.zeros(slots, dtype=torch.long, device=weight.device))
+
+    def prefill_slot(self, slots: GPTSlots, row: int, ids: torch.Tensor) -> torch.Tensor:
+        """Read a prompt (T,) into row ``row`` (replacing what it held); (V,) logits of the
+        next token."""
+        hidden, caches = self.hidden_states(ids[None])
+        for keys, values, cache in zip(slots.keys, slots.values, caches, strict=True):
+            keys[row, :, : len(ids)] = cache.keys[0]
+            values[row, :, : len(ids)] = cache.values[0]
+        slots.lengths[row] = len(ids)
+        return self.head.logits(hidden[0, -1])
+
+    def step_slots(self, slots: GPTSlots, ids: torch.Tensor) -> torch.Tensor:
+        """Append one token to each of rows 0 .. n-1, ``ids`` (n,); (n, V) logits of the next
+        tokens. Equal to ``step`` of each row on its own; a row must have room (its length
+        < max_seq_len)."""
+        positions = slots.lengths[: len(ids)].clone()  # where each new token goes
+        if int(positions.max()) >= self.config.max_seq_len:
+            raise ConfigError(f"a row is full: max_seq_len={self.config.max_seq_len}")
+        span = int(positions.max()) + 1
+        mask = torch.arange(span, device=ids.device)[None] <= positions[:, None]  # (n, span)
+        mask = mask[:, None, None, :]  # (n, 1, 1, span): each row sees its own tokens only
+        x, rotary = self.tok_emb(ids), None
+        if self.config.positions == "learned":
+            x = x + self.pos_emb(positions)
+        else:  # each row turned by its own position: (n, 1, 1, D)
+            rotary = (
+                self.rotary_cos[positions][:, None, None],
+                self.rotary_sin[positions][:, None, None],
+            )
+        x = x[:, None]  # (n, 1, d_model)
+        for block, keys, values in zip(self.blocks, slots.keys, slots.values, strict=True):
+            x, _ = block(x, SlotKV(keys, values, positions, span), mask, rotary)
+        slots.lengths[: len(ids)] += 1
+        return self.head.logits(self.ln_f(x)[:, 0])
+
+    @staticmethod
+    def move_slot(slots: GPTSlots, source: int, target: int) -> None:
+        """Copy row ``source`` into row ``target`` (to keep the active rows first)."""
+        length = int(slots.lengths[source])
+        for buffer in (*slots.keys, *slots.values):
+            buffer[target, :, :length] = buffer[source, :, :length]
+        slots.lengths[target] = length
 
 
 FAMILY = Family(

@@ -35,6 +35,7 @@ import numpy as np
 
 from lmforge.arpa import find_keys, read_arpa, write_arpa
 from lmforge.errors import ConfigError, DataError
+from lmforge.lmb import read_binary, write_binary
 from lmforge.metrics import perplexity
 from lmforge.models.family import Family
 from lmforge.progress import Stages
@@ -491,6 +492,21 @@ class NgramLM:
         log10_prob = [p / LN10 for p in self.log_prob]
         log10_backoff = [b / LN10 for b in self.log_backoff]
         write_arpa(path, self.vocab, self.keys, log10_prob, log10_backoff)
+
+    def save_binary(self, path: str | os.PathLike) -> None:
+        """Write the memory-mappable binary format (``lmforge.lmb``): loads without parsing
+        and scores exactly as this model does."""
+        write_binary(path, self.vocab, self.keys, self.log_prob, self.log_backoff)
+
+    @classmethod
+    def load_binary(cls, path: str | os.PathLike) -> NgramLM:
+        """Map a binary file (``save_binary``, ``lmforge ngram binary``).
+
+        Raises:
+            CheckpointError: missing, damaged or foreign file.
+        """
+        vocab, keys, log_prob, log_backoff = read_binary(path)
+        return cls(NgramConfig(order=len(keys)), vocab, keys, log_prob, log_backoff)
 
     @classmethod
     def load_arpa(cls, path: str | os.PathLike) -> NgramLM:

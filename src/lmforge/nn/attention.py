@@ -22,13 +22,16 @@ from torch.nn import functional as F
 from lmforge.errors import ConfigError
 
 __all__ = [
+    "SlotKV",
     "KVCache",
     "MultiHeadAttention",
     "attention",
+    "apply_rotary",
     "attention_reference",
     "cached_causal_mask",
     "causal_mask",
     "check_heads",
+    "rotary_angles",
 ]
 
 
@@ -103,6 +106,26 @@ def attention(
     )
 
 
+def rotary_angles(head_dim: int, length: int, base: float = 10000.0) -> tuple[torch.Tensor, ...]:
+    """(cos, sin), each (length, head_dim), of rotary position embeddings (RoPE, Su et al.
+    2021): at position p the pair (i, i + D/2) of a query or key turns by the angle
+    p * base^(-2i/D) (the halves layout of GPT-NeoX and Llama)."""
+    if head_dim % 2:
+        raise ConfigError(f"rotary positions need an even head width, got {head_dim}")
+    inverse = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim)
+    angles = torch.arange(length, dtype=torch.float64)[:, None] * inverse[None]  # (L, D/2)
+    angles = torch.cat([angles, angles], dim=-1)
+    return angles.cos().float(), angles.sin().float()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """``x`` (..., T, D) with each pair (i, i + D/2) rotated by its position's angle; ``cos``
+    and ``sin`` broadcast to it (rows of ``rotary_angles``)."""
+    half = x.shape[-1] // 2
+    turned = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos + turned * sin
+
+
 @dataclass(frozen=True)
 class KVCache:
     """Keys and values of the positions attended so far, for decoding token by token.
@@ -152,6 +175,37 @@ class KVCache:
         return KVCache(key_buffer, value_buffer, end)
 
 
+@dataclass(frozen=True)
+class SlotKV:
+    """Keys and values of sequences decoded side by side, each at its own length: a server's
+    continuous batching, where requests join and leave between steps. Row r of the buffers
+    holds one sequence; ``append`` writes one new position per active row (rows 0 .. n-1) at
+    ``positions[r]``, and ``keys`` / ``values`` are those rows' first ``span`` positions. A row
+    must not see its unwritten positions: the caller masks each row's attention at
+    ``positions[r]`` (``MultiHeadAttention.forward``'s ``mask``).
+    """
+
+    key_buffer: torch.Tensor  # (S, H, capacity, D)
+    value_buffer: torch.Tensor  # (S, H, capacity, D)
+    positions: torch.Tensor  # (n,) int64, n <= S
+    span: int
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> SlotKV:
+        """Write k, v (n, H, 1, D) at each row's position (in place)."""
+        rows = torch.arange(len(self.positions), device=k.device)
+        self.key_buffer[rows, :, self.positions] = k[:, :, 0]
+        self.value_buffer[rows, :, self.positions] = v[:, :, 0]
+        return self
+
+    @property
+    def keys(self) -> torch.Tensor:
+        return self.key_buffer[: len(self.positions), :, : self.span]
+
+    @property
+    def values(self) -> torch.Tensor:
+        return self.value_buffer[: len(self.positions), :, : self.span]
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head attention (Vaswani et al. 2017, section 3.2.2) with one fused q/k/v projection.
 
@@ -186,12 +240,16 @@ class MultiHeadAttention(nn.Module):
         batch, length, _ = x.shape
         return x.view(batch, length, self.n_heads, self.head_dim).transpose(1, 2)
 
-    def _self_qkv(self, x: torch.Tensor, cache: KVCache | None) -> tuple[torch.Tensor, KVCache]:
+    def _self_qkv(
+        self, x: torch.Tensor, cache: KVCache | None, rotary: tuple | None = None
+    ) -> tuple[torch.Tensor, KVCache]:
         """Queries of x (B, H, T, D), and the cache holding x's keys and values after the cached
-        ones."""
+        ones; with ``rotary`` (cos, sin) the queries and keys turned by their positions."""
         batch, length, _ = x.shape
         qkv = self.qkv(x).view(batch, length, 3, self.n_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # views, each (B, H, T, D)
+        if rotary is not None:
+            q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
         if cache is None:
             return q, KVCache(k, v, length)
         return q, cache.append(k, v)
@@ -218,6 +276,7 @@ class MultiHeadAttention(nn.Module):
         cache: KVCache | None = None,
         mask: torch.Tensor | None = None,
         memory: torch.Tensor | None = None,
+        rotary: tuple | None = None,
     ) -> tuple[torch.Tensor, KVCache]:
         """Attend and project.
 
@@ -230,6 +289,8 @@ class MultiHeadAttention(nn.Module):
             mask: boolean, broadcastable to (B, H, T, T_keys), True = may attend (padding).
                 It replaces the causal mask, so give the full mask when both apply.
             memory: (B, S, d_model) the encoder's output, for cross-attention (never causal).
+            rotary: (cos, sin) of the new positions, broadcastable to (B, H, T, D), to turn
+                the queries and keys by (self-attention with rotary positions).
 
         Returns:
             y: (B, T, d_model), and the cache to pass next: for self-attention the keys and
@@ -237,7 +298,7 @@ class MultiHeadAttention(nn.Module):
         """
         batch, length, width = x.shape
         if memory is None:
-            q, cache = self._self_qkv(x, cache)
+            q, cache = self._self_qkv(x, cache, rotary)
         else:
             q, cache = self._cross_qkv(x, memory, cache)
         k, v = cache.keys, cache.values  # (B, H, T_keys, D)

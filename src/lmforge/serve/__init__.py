@@ -1,0 +1,1 @@
+"""lmforge serve: a local web server over model folders, and the model catalogue."""
