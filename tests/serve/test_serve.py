@@ -455,3 +455,15 @@ def test_every_other_family_is_served_for_what_it_can_do(tmp_path, start_server)
             client.completions.create(model="elmo", prompt="the")
     finally:
         running.stop()
+
+
+def test_a_classifier_folder_is_refused_with_what_to_serve(tmp_path, run_cli, folders):
+    from lmforge.folders import save_model
+    from lmforge.models.heads import HEADS
+
+    model, tokenizer, _ = load_model(folders["bert"])
+    torch.manual_seed(0)
+    classifier = HEADS["sequence"](model, 2)
+    save_model(tmp_path / "clf", classifier, tokenizer, labels=["a", "b"])
+    code, _, err = run_cli("serve", tmp_path / "clf")
+    assert code == 2 and "fine-tuned sequence classifier" in err and "Traceback" not in err

@@ -388,6 +388,11 @@ class ModelSet:
         self.models: dict[str, ServedModel] = {}
         for name, path in pairs:
             model, tokenizer, record = load_model(path)
+            if record.get("task") is not None:
+                raise ConfigError(
+                    f"{path} holds a fine-tuned {record['task']} classifier; lmforge serve serves "
+                    "language models, encoders and chat models: serve the folder it was tuned from"
+                )
             served = ServedModel(name, Path(path), model, tokenizer, record)
             if served.can_complete:
                 decoder = decoder_for(model, served.family, max_batch)
