@@ -212,6 +212,18 @@ def _sse(obj) -> str:
     return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
 
 
+def _usage_chunk(rid: str, kind: str, created: int, model: str, usage: dict) -> str:
+    """The last event before ``[DONE]`` with ``stream_options.include_usage``: no choices."""
+    obj = {"id": rid, "object": kind, "created": created, "model": model, "choices": []}
+    return _sse({**obj, "usage": usage})
+
+
+def _sse_response(events) -> StreamingResponse:
+    return StreamingResponse(
+        events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )
+
+
 def _usage(prompt_tokens: int, completion_tokens: int) -> dict:
     return {
         "prompt_tokens": prompt_tokens,
@@ -336,21 +348,10 @@ async def completions(served: ServedModel, body: Body, settings: ServeSettings):
                 yield _sse(shape(choice, piece, logprobs, choice.finish))
         if with_usage:
             usage = _usage(prompt_tokens, sum(len(c.ids) for c in all_choices))
-            yield _sse(
-                {
-                    "id": rid,
-                    "object": "text_completion",
-                    "created": created,
-                    "model": served.id,
-                    "choices": [],
-                    "usage": usage,
-                }
-            )
+            yield _usage_chunk(rid, "text_completion", created, served.id, usage)
         yield "data: [DONE]\n\n"
 
-    return StreamingResponse(
-        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
-    )
+    return _sse_response(events())
 
 
 async def chat_completions(served: ServedModel, body: Body, settings: ServeSettings):
@@ -455,21 +456,10 @@ async def chat_completions(served: ServedModel, body: Body, settings: ServeSetti
                 pending[k] = (piece, len(choice.ids))
         if with_usage:
             usage = _usage(len(ids) * n, sum(len(c.ids) for c in choices))
-            yield _sse(
-                {
-                    "id": rid,
-                    "object": "chat.completion.chunk",
-                    "created": created,
-                    "model": served.id,
-                    "choices": [],
-                    "usage": usage,
-                }
-            )
+            yield _usage_chunk(rid, "chat.completion.chunk", created, served.id, usage)
         yield "data: [DONE]\n\n"
 
-    return StreamingResponse(
-        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
-    )
+    return _sse_response(events())
 
 
 def _completion_logprobs(served: ServedModel, ids: list[int], echoed, choice: Choice) -> dict:
