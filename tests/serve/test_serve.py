@@ -469,3 +469,14 @@ def test_a_classifier_folder_is_refused_with_what_to_serve(tmp_path, run_cli, fo
     save_model(tmp_path / "clf", classifier, tokenizer, labels=["a", "b"])
     code, _, err = run_cli("serve", tmp_path / "clf")
     assert code == 2 and "fine-tuned sequence classifier" in err and "Traceback" not in err
+
+
+def test_token_id_prompts_are_read_and_bad_ids_refused(server):
+    url = server.url + "/v1/completions"
+    ids = httpx.post(server.url + "/tokenize", json={"model": "gpt-char", "text": "the"}).json()
+    body = {"model": "gpt-char", "max_tokens": 3, "seed": 1}
+    by_ids = httpx.post(url, json={**body, "prompt": ids["tokens"]}).json()
+    by_text = httpx.post(url, json={**body, "prompt": "the"}).json()
+    assert by_ids["choices"][0]["text"] == by_text["choices"][0]["text"]
+    bad = httpx.post(url, json={**body, "prompt": [10**9]})
+    assert bad.status_code == 400 and "token ids" in bad.json()["error"]["message"]

@@ -132,7 +132,7 @@ def create_app(models: ModelSet, settings: ServeSettings | None = None) -> FastA
         if encoding not in ("float", "base64"):
             raise Refused(400, "'encoding_format' must be 'float' or 'base64'")
         if not served.can_embed:
-            raise Refused(400, served._cannot("embed text", "a bert, MiniLM or elmo model"))
+            raise Refused(400, served.cannot("embed text", "a bert, MiniLM or elmo model"))
         counts = [len(served.encode(t)) for t in texts]
         if max(counts) > settings.max_prompt_tokens:
             raise Refused(
@@ -183,7 +183,7 @@ def create_app(models: ModelSet, settings: ServeSettings | None = None) -> FastA
         body = await read_body(request)
         served = models.get(body.data.get("model"))
         ids = body.data.get("tokens")
-        size = served.model.vocab_size if served.counting else served.tokenizer.vocab_size
+        size = served.vocab_size
         if not isinstance(ids, list) or not all(
             isinstance(i, int) and not isinstance(i, bool) and 0 <= i < size for i in ids
         ):

@@ -116,7 +116,7 @@ def _start(
     if max_tokens is None:
         max_tokens = min(256, settings.max_tokens) if chat else 16  # OpenAI's defaults
     sampler = sampler_of(body)
-    choices = []
+    choices, stop_ids = [], served.stop_ids(chat)
     for i in range(n):
         choice = Choice(served, prompt, stops, i, chat)
         seeded = (
@@ -128,7 +128,7 @@ def _start(
             prompt,
             max_tokens,
             seeded,
-            served.stop_ids(chat),
+            stop_ids,
             partial(_mailbox(loop).post, choice.queue),
             top,
         )
@@ -245,8 +245,6 @@ async def completions(served: ServedModel, body: Body, settings: ServeSettings):
     n = body.get("n", int, 1, 1, settings.max_n, " (this server's --max-n)")
     if served.family.seq2seq:
         return await _translate(served, prompts, body, settings)
-    if not served.can_complete:
-        raise Refused(400, served._cannot("complete text", "/v1/embeddings or /v1/fill-mask"))
     if len(prompts) * n > settings.max_n * 4:
         raise Refused(
             400,
@@ -257,12 +255,7 @@ async def completions(served: ServedModel, body: Body, settings: ServeSettings):
     loop = asyncio.get_running_loop()
     runs = []  # (prompt ids, echo logprobs or None, choices)
     for prompt in prompts:
-        ids = (
-            served.bos() + prompt
-            if isinstance(prompt, list)
-            else served.completion_prompt(prompt, settings.max_prompt_tokens)
-        )
-        served._check_length(len(ids), settings.max_prompt_tokens)
+        ids = served.completion_prompt(prompt, settings.max_prompt_tokens)
         echoed = None
         if echo and top is not None:
             own = ids[len(served.bos()) :]

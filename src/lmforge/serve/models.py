@@ -71,6 +71,7 @@ class ServedModel:
     record: dict
     engine: Engine | None = None
     template: ChatTemplate | None = None
+    facts: dict | None = None
     created: int = field(default_factory=lambda: int(time.time()))
     lock: threading.Lock = field(default_factory=threading.Lock)  # scoring outside the engine
 
@@ -105,6 +106,10 @@ class ServedModel:
         return self.family.task == "mlm" and hasattr(self.model, "mlm_logits")
 
     @property
+    def vocab_size(self) -> int:
+        return self.model.vocab_size if self.counting else self.tokenizer.vocab_size
+
+    @property
     def context_length(self) -> int | None:
         config = getattr(self.model, "config", None)
         return getattr(config, "max_seq_len", None)
@@ -121,7 +126,13 @@ class ServedModel:
         return [name for name, yes in can.items() if yes]
 
     def info(self) -> dict:
-        """The ``/v1/models`` entry: the OpenAI fields and lmforge's."""
+        """The ``/v1/models`` entry: the OpenAI fields and lmforge's (worked out once: a served
+        folder does not change)."""
+        if self.facts is None:
+            self.facts = self._facts()
+        return dict(self.facts)
+
+    def _facts(self) -> dict:
         params = sum(self.model.ngram_counts) if self.counting else self.model.num_parameters()
         return {
             "id": self.id,
@@ -179,18 +190,19 @@ class ServedModel:
     def bos(self) -> list[int]:
         return [] if self.counting else [self.tokenizer.token_to_id(BOS)]
 
-    def completion_prompt(self, text: str, limit: int) -> list[int]:
-        """The ids a completion reads: ``<s>`` and the prompt's tokens.
+    def completion_prompt(self, prompt: str | list[int], limit: int) -> list[int]:
+        """The ids a completion reads: ``<s>`` (an n-gram model adds its own) and the prompt's
+        tokens (``prompt``: text, or token ids).
 
         Raises:
             Refused: the model cannot complete, or the prompt is too long.
         """
         if not self.can_complete:
-            raise Refused(400, self._cannot("complete text", "/v1/embeddings or /v1/fill-mask"))
-        ids = self.bos() + self.encode(text)
+            raise Refused(400, self.cannot("complete text", "/v1/embeddings or /v1/fill-mask"))
+        if isinstance(prompt, list) and not all(0 <= i < self.vocab_size for i in prompt):
+            raise Refused(400, f"token ids must be in 0..{self.vocab_size - 1}", param="prompt")
+        ids = self.bos() + (prompt if isinstance(prompt, list) else self.encode(prompt))
         self._check_length(len(ids), limit)
-        if self.counting and not ids:
-            ids = []  # the n-gram model starts after <s> on its own
         return ids
 
     def chat_prompt(self, messages: list[dict], limit: int) -> list[int]:
@@ -242,7 +254,7 @@ class ServedModel:
                 "context_length_exceeded",
             )
 
-    def _cannot(self, what: str, instead: str) -> str:
+    def cannot(self, what: str, instead: str) -> str:
         return f"model {self.id!r} is a {self.family.name} model: it cannot {what}; use {instead}"
 
     # -- scoring, embedding, masks (run on a worker thread, one at a time per model) -----------
@@ -278,7 +290,7 @@ class ServedModel:
 
     def embed(self, texts: list[str]) -> np.ndarray:
         if not self.can_embed:
-            raise Refused(400, self._cannot("embed text", "a bert, MiniLM or elmo model"))
+            raise Refused(400, self.cannot("embed text", "a bert, MiniLM or elmo model"))
         with self.lock, torch.inference_mode():
             if self.family.name == "elmo":
                 from lmforge.models.bert import l2_normalize
@@ -292,7 +304,7 @@ class ServedModel:
 
     def fill_mask(self, text: str, top_k: int) -> list[list[tuple[str, float]]]:
         if not self.can_fill_mask:
-            raise Refused(400, self._cannot("fill masks", "a bert model"))
+            raise Refused(400, self.cannot("fill masks", "a bert model"))
         from lmforge.pretrain import fill_mask
 
         with self.lock, torch.inference_mode():
