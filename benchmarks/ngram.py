@@ -1,10 +1,13 @@
 """Order-5 n-gram on built-in brown: lmforge against KenLM, in one run.
 
-Prints build time (estimation, then ARPA writing), peak memory, test perplexity, and the pip
-``kenlm`` module's score of the same ARPA next to lmforge's (values, and query speed through
-lmforge's binary format, with its load time against the ARPA's). KenLM's
-``lmplz`` is timed too when it is on PATH; otherwise its figure from ../shared/BASELINES.md
-(measured on this machine) is the yardstick.
+Prints the whole command's wall time, ``lmforge ngram train --corpus brown --arpa X`` in a fresh
+process (start-up, estimation, the valid/test perplexities the command prints, ARPA writing),
+next to lmplz's, and its start-up alone (``lmforge ngram train --help``); then, in a child
+process, estimation and ARPA writing (the vectorised writer against the readable reference
+writer), peak memory, test perplexity; and the pip ``kenlm`` module's score of the same ARPA next
+to lmforge's (values, and query speed through lmforge's binary format, with its load time
+against the ARPA's). KenLM's ``lmplz`` is timed too when it is on PATH; otherwise its figure
+from ../shared/BASELINES.md (measured on this machine) is the yardstick.
 
     python benchmarks/ngram.py [--order 5] [--tokenizer none|word] [--repeats 3]
 """
@@ -27,6 +30,8 @@ LMPLZ_BASELINE_SECONDS = {5: 2.87, 3: 1.48}  # ../shared/BASELINES.md, `lmplz -o
 
 def build(order: int, tokenizer: str, arpa: str) -> dict:
     """Train on brown train and write the ARPA; runs in a child process to measure its memory."""
+    from lmforge.arpa import arpa_text_reference
+    from lmforge.checkpoint import atomic_write_text
     from lmforge.data import load_corpus
     from lmforge.models.ngram import NgramConfig
     from lmforge.ngram import evaluate_ngram, train_ngram
@@ -39,11 +44,22 @@ def build(order: int, tokenizer: str, arpa: str) -> dict:
     fitted = time.perf_counter()
     model.save_arpa(arpa)
     written = time.perf_counter()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the reference
+    log10 = (
+        [p / math.log(10) for p in model.log_prob],
+        [b / math.log(10) for b in model.log_backoff],
+    )
+    text = arpa_text_reference(model.vocab, model.keys, *log10)
+    atomic_write_text(f"{arpa}.reference", text)
+    reference = time.perf_counter() - written
+    if Path(f"{arpa}.reference").read_bytes() != Path(arpa).read_bytes():
+        raise SystemExit("the vectorised ARPA differs from the reference writer's")
     result = evaluate_ngram(model, tok, corpus.test)
     return {
         "fit_seconds": fitted - start,
         "arpa_seconds": written - fitted,
-        "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "reference_arpa_seconds": reference,
+        "peak_mib": peak,
         "test_ppl": result.perplexity,
         "test_ppl_excluding_oov": result.perplexity_excluding_oov,
         "ngrams": model.ngram_counts,
@@ -55,6 +71,23 @@ def run_child(order: int, tokenizer: str, arpa: str) -> dict:
     args += ["--tokenizer", tokenizer, "--arpa", arpa]
     done = subprocess.run(args, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def time_command(order: int, tokenizer: str, arpa: str) -> tuple[float, float]:
+    """Wall seconds of the whole ``lmforge ngram train`` command, and of its start-up alone."""
+    lmforge = [sys.executable, "-m", "lmforge", "ngram", "train"]
+    start = time.perf_counter()
+    subprocess.run([*lmforge, "--help"], capture_output=True, check=True)
+    startup = time.perf_counter() - start
+    flags = ["--corpus", "brown", "--order", str(order), "--tokenizer", tokenizer, "--quiet"]
+    start = time.perf_counter()
+    subprocess.run([*lmforge, *flags, "--arpa", arpa], capture_output=True, check=True)
+    return time.perf_counter() - start, startup
+
+
+def spread(values: list[float], unit: str = "s", digits: int = 2) -> str:
+    """Best of the runs, with the range: '1.23 s (1.20-1.31)'."""
+    return f"{min(values):.{digits}f} {unit} ({min(values):.{digits}f}-{max(values):.{digits}f})"
 
 
 def time_lmplz(order: int, text: str, workdir: str) -> float | None:
@@ -70,7 +103,7 @@ def time_lmplz(order: int, text: str, workdir: str) -> float | None:
     return time.perf_counter() - start
 
 
-def compare_with_kenlm_module(arpa: str, tokenizer: str) -> None:
+def compare_with_kenlm_module(arpa: str, tokenizer: str, repeats: int) -> None:
     try:
         import kenlm
     except ImportError:
@@ -101,22 +134,34 @@ def compare_with_kenlm_module(arpa: str, tokenizer: str) -> None:
     start = time.perf_counter()
     peer = kenlm.Model(arpa)
     print(f"  kenlm.Model(ARPA) {time.perf_counter() - start:.2f} s")
-    start = time.perf_counter()
-    theirs = [peer.score(" ".join(s), bos=True, eos=True) for s in test]
-    peer_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    logp, _ = ours.token_log_probs(test)
-    our_seconds = time.perf_counter() - start
+    searched = NgramLM(ours.config, ours.vocab, ours.keys, ours.log_prob, ours.log_backoff)
+    peer_runs, our_runs, search_runs = [], [], []
+    for _ in range(repeats):  # alternating: the machine's load hits both alike
+        start = time.perf_counter()
+        theirs = [peer.score(" ".join(s), bos=True, eos=True) for s in test]
+        peer_runs.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        logp, _ = ours.token_log_probs(test)
+        our_runs.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        searched.token_log_probs(test)  # the same tables without the hash tables
+        search_runs.append(time.perf_counter() - start)
     tokens = len(logp)
     peer_tokens = [p for s in test for p, _, _ in peer.full_scores(" ".join(s))]
     gap = max(abs(a / math.log(10) - b) for a, b in zip(logp.tolist(), peer_tokens, strict=True))
     total_ours, total_theirs = float(logp.sum()) / math.log(10), sum(theirs)
     print(f"kenlm module vs lmforge, log10 P(test): {total_theirs:.4f} vs {total_ours:.4f}")
     print(f"  max per-token |log10 difference| over all {tokens:,} test tokens: {gap:.2e}")
+    ratios = [p / o for p, o in zip(peer_runs, our_runs, strict=True)]
     print(
-        f"  query speed: kenlm Model.score {tokens / peer_seconds:,.0f} tokens/s, lmforge "
-        f"token_log_probs on the binary {tokens / our_seconds:,.0f} tokens/s "
-        f"(ratio {peer_seconds / our_seconds:.2f}x)"
+        f"  query speed (best of {repeats}): kenlm Model.score "
+        f"{tokens / min(peer_runs) / 1e6:.2f} M tokens/s, lmforge token_log_probs on the binary "
+        f"{tokens / min(our_runs) / 1e6:.2f} M tokens/s; lmforge/kenlm speed ratio per run "
+        f"{', '.join(f'{r:.2f}x' for r in ratios)}"
+    )
+    print(
+        f"  without the hash tables (binary search): {tokens / min(search_runs) / 1e6:.2f} M "
+        f"tokens/s"
     )
 
 
@@ -133,36 +178,46 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as workdir:
         arpa = f"{workdir}/lmforge.arpa"
-        runs, lmplz_runs = [], []
+        runs, lmplz_runs, commands, startups = [], [], [], []
         brown_train = Path(workdir) / "train.txt"
         from lmforge.data import load_corpus
 
         brown_train.write_text("\n".join(load_corpus("brown").train) + "\n", encoding="utf-8")
         for _ in range(args.repeats):  # alternate with lmplz when it is here
+            command, startup = time_command(args.order, args.tokenizer, f"{workdir}/cli.arpa")
+            commands.append(command)
+            startups.append(startup)
             runs.append(run_child(args.order, args.tokenizer, arpa))
             seconds = time_lmplz(args.order, str(brown_train), workdir)
             if seconds is not None:
                 lmplz_runs.append(seconds)
         best = min(runs, key=lambda r: r["fit_seconds"] + r["arpa_seconds"])
-        total = best["fit_seconds"] + best["arpa_seconds"]
         what = f"order {args.order} on brown train, tokenizer {args.tokenizer}"
-        print(f"{what}, best of {args.repeats}")
+        print(f"{what}; best of {args.repeats} runs (range in brackets)")
         print(f"  n-grams per order: {best['ngrams']}")
-        print(
-            f"  lmforge build {total:.2f}s (estimate {best['fit_seconds']:.2f}s + "
-            f"write ARPA {best['arpa_seconds']:.2f}s), peak memory {best['peak_mib']:.0f} MiB"
-        )
         if lmplz_runs:
             peer, source = min(lmplz_runs), "measured in this run"
         else:
             peer, source = LMPLZ_BASELINE_SECONDS.get(args.order), "BASELINES.md, this machine"
+        print(f"  whole command `lmforge ngram train --corpus brown --arpa X`: {spread(commands)}")
         if peer:
-            print(f"  lmplz {peer:.2f}s ({source}): lmforge/lmplz time ratio {total / peer:.2f}")
+            ratios = ", ".join(f"{c / peer:.2f}" for c in commands)
+            print(f"    lmplz {peer:.2f} s ({source}): lmforge/lmplz time ratio per run {ratios}")
+        print(f"  start-up alone (`lmforge ngram train --help`): {spread(startups, digits=3)}")
+        fits = [r["fit_seconds"] for r in runs]
+        writes = [r["arpa_seconds"] for r in runs]
+        references = [r["reference_arpa_seconds"] for r in runs]
+        print(f"  estimation {spread(fits)}; ARPA writing {spread(writes)}")
+        print(
+            f"    the readable reference writer {spread(references)} (same bytes): "
+            f"{min(references) / min(writes):.1f}x slower; peak memory (estimation and writing) "
+            f"{best['peak_mib']:.0f} MiB"
+        )
         print(
             f"  test perplexity {best['test_ppl']:.2f} "
             f"(excluding OOVs {best['test_ppl_excluding_oov']:.2f})"
         )
-        compare_with_kenlm_module(arpa, args.tokenizer)
+        compare_with_kenlm_module(arpa, args.tokenizer, 3 * args.repeats)
 
 
 if __name__ == "__main__":

@@ -140,6 +140,10 @@ def test_user_and_system_tokens_carry_no_loss():
     loss = task.loss(model, (inputs, targets, weights))[0]
     other = targets.masked_fill(weights == 0, 7)
     assert torch.equal(loss, task.loss(model, (inputs, other, weights))[0])
+    # The GPT's output layer reads the scored positions only: the same loss as over all.
+    logp, _ = model.log_probs(inputs, targets)
+    full = -(logp * weights).sum() / weights.sum()
+    torch.testing.assert_close(loss, full)
 
 
 def test_grown_vocabulary_keeps_old_logits_and_starts_new_rows_at_the_mean():

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from conftest import TINY_TEXT, shared_path
 
+from lmforge.arpa import find_keys
 from lmforge.errors import CheckpointError
 from lmforge.folders import load_model
-from lmforge.lmb import is_binary, read_binary
+from lmforge.lmb import find_slotted, is_binary, read_binary, slot_table
 from lmforge.models.ngram import NgramConfig, NgramLM
 from lmforge.tokenize import tokenize_lines
 
@@ -31,6 +32,8 @@ def test_a_fitted_model_round_trips_exactly(tmp_path):
     loaded = NgramLM.load_binary(tmp_path / "m.lmb")
     same_model(model, loaded, sentences + [["a", "zebra", "sat"]])
     assert not loaded.keys[0].flags.writeable  # views of the mapped file, not copies
+    loaded.slots[1] = None  # an order without a hash table (too wide) is searched instead
+    same_model(model, loaded, sentences + [["a", "zebra", "sat"]])
 
 
 def test_the_kenlm_reference_arpa_scores_the_same_through_the_binary(tmp_path, run_cli):
@@ -86,3 +89,15 @@ def test_a_folder_with_a_tokenizer_is_refused(tmp_path, run_cli):
     assert code == 0
     code, _, err = run_cli("ngram", "binary", folder, tmp_path / "x.lmb")
     assert code == 2 and "char tokenizer" in err and not (tmp_path / "x.lmb").exists()
+
+
+def test_hash_table_lookups_equal_the_binary_search():
+    rng = np.random.default_rng(0)
+    for count in (0, 1, 7, 5000):
+        keys = np.unique(rng.integers(0, 10**9, count))
+        queries = np.concatenate([keys, rng.integers(0, 10**9, 3000), keys[::3] + 1])
+        rng.shuffle(queries)
+        table = slot_table(keys)
+        assert np.array_equal(find_slotted(keys, table, queries), find_keys(keys, queries))
+    # keys and indices that do not fit in 63 bits together get no table (a binary search)
+    assert slot_table(np.array([1, 2**61, 2**62])) is None

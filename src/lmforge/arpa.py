@@ -15,17 +15,19 @@ from pathlib import Path
 
 import numpy as np
 
-from lmforge.checkpoint import atomic_write_text
+from lmforge.checkpoint import atomic_write_bytes
 from lmforge.errors import CheckpointError
 
-__all__ = ["find_keys", "read_arpa", "write_arpa"]
+__all__ = ["arpa_text_reference", "find_keys", "format_g7", "read_arpa", "write_arpa"]
 
 UNK, BOS, EOS = "<unk>", "<s>", "</s>"
 
 
 def find_keys(table: np.ndarray, keys: np.ndarray) -> np.ndarray:
     """Index of each key in the sorted table, -1 where absent."""
-    order = np.argsort(keys, kind="stable")  # sorted queries walk the table in cache order
+    if len(table) == 0:
+        return np.full(len(keys), -1, dtype=np.int64)
+    order = np.argsort(keys)  # sorted queries walk the table in cache order
     index = np.empty(len(keys), dtype=np.int64)
     index[order] = np.searchsorted(table, keys[order])
     index[index == len(table)] = 0
@@ -33,8 +35,21 @@ def find_keys(table: np.ndarray, keys: np.ndarray) -> np.ndarray:
 
 
 def write_arpa(path, vocab, keys, log10_prob, log10_backoff) -> None:
-    """Write an ARPA file atomically (values with 7 significant digits)."""
-    atomic_write_text(path, "".join(_arpa_chunks(vocab, keys, log10_prob, log10_backoff)))
+    """Write an ARPA file atomically (values with 7 significant digits, ``'%.7g'``).
+
+    The lines are assembled as byte matrices, a few numpy operations per block of n-grams;
+    ``arpa_text_reference`` is the readable path, byte for byte the same file.
+    """
+    if any("\0" in word for word in vocab):  # NUL pads the byte matrices: the readable path
+        data = arpa_text_reference(vocab, keys, log10_prob, log10_backoff).encode("utf-8")
+    else:
+        data = b"".join(_arpa_blocks(vocab, keys, log10_prob, log10_backoff))
+    atomic_write_bytes(path, data)
+
+
+def arpa_text_reference(vocab, keys, log10_prob, log10_backoff) -> str:
+    """The text of an ARPA file, one Python format per line (the reference for ``write_arpa``)."""
+    return "".join(_arpa_chunks(vocab, keys, log10_prob, log10_backoff))
 
 
 def _arpa_chunks(vocab, keys, log10_prob, log10_backoff) -> Iterable[str]:
@@ -54,6 +69,189 @@ def _arpa_chunks(vocab, keys, log10_prob, log10_backoff) -> Iterable[str]:
         else:
             yield "".join(map("{:.7g}\t{}\n".format, prob, texts))
     yield "\n\\end\\\n"
+
+
+# -- the vectorised writer ------------------------------------------------------------------------
+# Strings are the rows of a uint8 matrix, padded with NUL bytes (which no line of the file holds,
+# see write_arpa); a block of lines is its fields' matrices side by side, and its bytes are the
+# matrix's nonzero bytes in row order. So a block costs a few numpy operations, however many
+# lines it holds.
+
+_BLOCK = 1 << 15  # n-grams per block: the matrices stay some MiB
+_TAB, _NEWLINE = (np.frombuffer(c, np.uint8)[None] for c in (b"\t", b"\n"))
+
+
+def _arpa_blocks(vocab, keys, log10_prob, log10_backoff) -> Iterable[bytes]:
+    """The bytes of the ARPA file, a block of n-grams at a time: each line's text is its
+    context's (the order below's n-gram and a space, kept as a table) and its word."""
+    order, V = len(keys), len(vocab)
+    header = "".join(f"ngram {n}={len(k)}\n" for n, k in enumerate(keys, start=1))
+    yield f"\\data\\\n{header}".encode()
+    words = _padded([w.encode("utf-8") for w in vocab])
+    contexts = _padded([w.encode("utf-8") + b" " for w in vocab])  # n-1 words and a space
+    for n in range(1, order + 1):
+        yield f"\n\\{n}-grams:\n".encode()
+        texts = []  # this order's n-grams and a space: the contexts of the next
+        for start in range(0, len(keys[n - 1]), _BLOCK):
+            rows = slice(start, start + _BLOCK)
+            block = keys[n - 1][rows]
+            text = [_take(words, block % V)]
+            if n > 1:
+                text.insert(0, _take(contexts, block // V))
+            line = [_format_g7(log10_prob[n - 1][rows]), _TAB, *text]
+            if n < order:
+                line += [_TAB, _format_g7(log10_backoff[n - 1][rows])]
+            yield _join_rows([*line, _NEWLINE])
+            if 1 < n < order:
+                length = contexts[1][block // V] + words[1][block % V]
+                texts.append(_context_rows(*text, contexts[1][block // V], length))
+        if 1 < n < order:
+            contexts = _stack(texts)
+    yield b"\n\\end\\\n"
+
+
+def _context_rows(context: np.ndarray, word: np.ndarray, context_length, length):
+    """The strings context (which ends in a space) + word + ' ' of a block (``length``: without
+    the last space), left-aligned in NUL-padded rows: each word moves to where its context
+    ends."""
+    chars = np.zeros((len(context), context.shape[1] + word.shape[1] + 1), dtype=np.uint8)
+    chars[:, : context.shape[1]] = context
+    row = np.arange(len(context)) * chars.shape[1]
+    flat = chars.ravel()  # a view: writes land in chars
+    flat[(row + context_length)[:, None] + np.arange(word.shape[1])] = word
+    flat[row + length] = ord(" ")
+    return chars, length + 1
+
+
+def _stack(tables: list) -> tuple[np.ndarray, np.ndarray]:
+    """One table of the rows of several, as wide as its longest string."""
+    lengths = np.concatenate([n for _, n in tables]) if tables else np.zeros(0, np.int64)
+    width = int(lengths.max()) if len(lengths) else 0
+    chars = np.zeros((len(lengths), width), dtype=np.uint8)
+    at = 0
+    for part, n in tables:
+        use = min(width, part.shape[1])
+        chars[at : at + len(n), :use] = part[:, :use]
+        at += len(n)
+    return chars, lengths
+
+
+def _padded(strings: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """(R, longest) NUL-padded characters and (R,) lengths of ``strings``."""
+    lengths = np.fromiter(map(len, strings), np.int64, len(strings))
+    width = int(lengths.max()) if len(lengths) else 0
+    chars = np.zeros((len(lengths), width), dtype=np.uint8)
+    chars[np.arange(width) < lengths[:, None]] = np.frombuffer(b"".join(strings), np.uint8)
+    return chars, lengths
+
+
+def _take(table: tuple[np.ndarray, np.ndarray], index: np.ndarray) -> np.ndarray:
+    """Rows ``index`` of a padded table, only as wide as the longest of them."""
+    width = int(table[1][index].max()) if len(index) else 0
+    return table[0][:, :width][index]
+
+
+def _join_rows(fields: list[np.ndarray]) -> bytes:
+    """The nonzero bytes of the fields (each (R, W), or (1, W) for every row) side by side."""
+    rows = max(len(field) for field in fields)
+    chars = np.concatenate([np.broadcast_to(f, (rows, f.shape[1])) for f in fields], axis=1)
+    flat = chars.ravel()
+    return flat[flat != 0].tobytes()
+
+
+def format_g7(values: np.ndarray) -> list[str]:
+    """``'%.7g' % v`` of every value, through the vectorised path the ARPA writer takes."""
+    x = np.asarray(values, dtype=np.float64)
+    return _join_rows([_format_g7(x), _NEWLINE]).decode("ascii").split("\n")[:-1]
+
+
+_POW10 = 10.0 ** np.arange(12)  # exact in float64
+_POW10_INT = 10 ** np.arange(11, dtype=np.int64)
+_COLUMNS = np.arange(19)
+_SPANS = (_COLUMNS >= np.arange(160)[:, None] // 20) & (_COLUMNS < np.arange(160)[:, None] % 20)
+_SPANS = _SPANS.astype(np.uint8)  # row start * 20 + stop: 1 in columns start .. stop - 1
+
+
+def _format_g7(x: np.ndarray) -> np.ndarray:
+    """``'%.7g' % v`` of every value of ``x``: (R, at most 19) characters, NUL-padded.
+
+    '%.7g' rounds to 7 significant digits d1..d7 and exponent e, then writes fixed point when
+    -4 <= e < 7 (exponent notation otherwise), dropping trailing zeros and a bare point. Here
+    the digits come from rint(|v| * 10**(6 - e)): 10**(6 - e) is an exact power of ten, so the
+    product is off by at most half a unit in its last place, and the rounding is the correctly
+    rounded one unless the product lies within 1e-6 of a half. Such values, exponent notation,
+    nan and inf (rare in an ARPA file) are formatted by Python.
+
+    Every value is first written in the same 19 columns: a sign, the digits of 10**6 .. 10**0,
+    the point, the digits of 10**-1 .. 10**-10; its string is the columns from the sign or the
+    first digit to the last nonzero digit (the point only when a digit follows it), the others
+    are set to NUL.
+    """
+    a = np.abs(x)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        e = np.floor(np.log10(a))
+    usual = np.isfinite(e) & (e >= -5) & (e <= 6)  # e = -5 may round up to 1e-4
+    e = np.where(usual, e, 0).astype(np.int64)
+    scaled = np.where(usual, a, 1.0) * _POW10[6 - e]
+    rounded = np.rint(scaled)
+    usual &= (scaled >= 1e6) & (scaled < 1e7) & (np.abs(scaled - rounded) < 0.5 - 1e-6)
+    carry = rounded >= 1e7  # 9999999.5 and above round to 1e7: one more digit before the point
+    e += carry
+    usual &= (e >= -4) & (e <= 6)
+    mantissa = np.where(usual, np.where(carry, 1e6, rounded), 0).astype(np.int32)  # d1..d7
+    e[~usual] = 0
+    last = e + 1 - _significant_digits(mantissa)  # power of ten of the last digit written
+    last[~usual] = 0  # zero: '0'
+    fixed = mantissa.astype(np.int64) * _POW10_INT[e + 4]  # the value times 10**10
+    whole = (fixed // 10**10).astype(np.int32)
+    fraction = fixed - whole.astype(np.int64) * 10**10
+    high = (fraction // 10**5).astype(np.int32)
+    low = (fraction - high.astype(np.int64) * 10**5).astype(np.int32)
+    chars = np.empty((len(x), 19), dtype=np.uint8)
+    _write_digits(whole, chars[:, 1:8])
+    _write_digits(high, chars[:, 9:14])
+    _write_digits(low, chars[:, 14:19])
+    chars[:, 8] = ord(".")
+    chars[:, 0] = 0
+    minus = np.signbit(x) & (usual | (a == 0))
+    start = 7 - np.maximum(e, 0) - minus  # the column of the sign, or of 10**max(e, 0)
+    stop = np.where(last >= 0, 8, 9 - last)
+    chars *= _SPANS[start * 20 + stop]
+    negative = np.flatnonzero(minus)
+    chars[negative, start[negative]] = ord("-")
+    rare = np.flatnonzero(~usual & (a != 0))
+    if len(rare):
+        texts = [f"{v:.7g}".encode() for v in x[rare].tolist()]
+        rare_chars, _ = _padded(texts)
+        chars[rare] = 0
+        chars[rare, : rare_chars.shape[1]] = rare_chars
+        start[rare] = 0
+        stop[rare] = rare_chars.shape[1]
+    if not len(x):
+        return chars
+    return chars[:, start.min() : stop.max()]  # the columns some value of the block uses
+
+
+def _significant_digits(mantissa: np.ndarray) -> np.ndarray:
+    """The digits of each 7-digit number up to its last nonzero one (7 less its trailing zeros)."""
+    count = np.full(len(mantissa), 7, dtype=np.int64)
+    only_zeros = np.ones(len(mantissa), dtype=bool)
+    rest = mantissa
+    for _ in range(6):
+        quotient = rest // 10
+        only_zeros &= rest == quotient * 10
+        count -= only_zeros
+        rest = quotient
+    return count
+
+
+def _write_digits(numbers: np.ndarray, out: np.ndarray) -> None:
+    """The decimal digits of ``numbers`` (R,) as ASCII into ``out`` (R, k), zeros first."""
+    rest = numbers
+    for column in range(out.shape[1] - 1, -1, -1):
+        quotient = rest // 10
+        out[:, column] = rest - quotient * 10 + ord("0")
+        rest = quotient
 
 
 def read_arpa(path: str | os.PathLike):

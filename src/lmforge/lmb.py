@@ -5,7 +5,9 @@ Layout: the 8-byte magic ``LMFORGEB``, a little-endian u32 format version and u3
 a JSON header (order, vocabulary size, n-gram counts, and the byte offset of every array), then
 the arrays, each aligned to 64 bytes: the vocabulary (UTF-8 words separated by ``\\n``), and per
 order the sorted int64 keys (``lmforge.arpa``'s ``id(prefix) * V + id(word)``), the float64
-natural-log probabilities and, below the highest order, the float64 natural-log backoffs.
+natural-log probabilities and, below the highest order, the float64 natural-log backoffs; above
+the unigrams, a hash table of the keys that queries use in place of a binary search (``slots``:
+key and index packed in each slot, see ``hash_slots`` and ``slot_table``).
 Loading maps the file and reads the arrays in place (``np.frombuffer`` over ``mmap``): nothing
 is parsed but the header and the vocabulary, so the values are exactly those written.
 """
@@ -22,10 +24,18 @@ import numpy as np
 
 from lmforge.errors import CheckpointError
 
-__all__ = ["MAGIC", "is_binary", "read_binary", "write_binary"]
+__all__ = [
+    "MAGIC",
+    "find_slotted",
+    "hash_slots",
+    "is_binary",
+    "read_binary",
+    "slot_table",
+    "write_binary",
+]
 
 MAGIC = b"LMFORGEB"
-VERSION = 1
+VERSION = 2  # 2: hash tables (version 1 files: rebuild them)
 ALIGN = 64
 
 
@@ -49,6 +59,9 @@ def write_binary(path, vocab, keys, log_prob, log_backoff) -> None:
         arrays.append((f"prob{n}", np.ascontiguousarray(log_prob[n - 1], dtype="<f8")))
         if n < len(keys):
             arrays.append((f"backoff{n}", np.ascontiguousarray(log_backoff[n - 1], dtype="<f8")))
+        packed = slot_table(table) if n > 1 else None
+        if packed is not None:
+            arrays.append((f"slots{n}", packed.astype("<i8")))
     header = {"order": len(keys), "vocab_size": len(vocab), "counts": [len(k) for k in keys]}
     # offsets depend on the header's length, which depends on the offsets: fix the header size
     # with room to spare, then fill it in.
@@ -78,8 +91,9 @@ def write_binary(path, vocab, keys, log_prob, log_backoff) -> None:
 
 
 def read_binary(path: str | os.PathLike):
-    """The tables of a binary file: (vocab, keys, log_prob, log_backoff), the arrays read-only
-    views of the mapped file.
+    """The tables of a binary file: (vocab, keys, log_prob, log_backoff, slots), the arrays
+    read-only views of the mapped file (``slots``: the hash tables of orders 2 and up, None for
+    an order whose keys and indices do not fit in 63 bits together).
 
     Raises:
         CheckpointError: a missing, truncated or foreign file, named, with what to do.
@@ -106,11 +120,88 @@ def read_binary(path: str | os.PathLike):
         keys = [arrays[f"keys{n}"] for n in range(1, order + 1)]
         log_prob = [arrays[f"prob{n}"] for n in range(1, order + 1)]
         log_backoff = [arrays[f"backoff{n}"] for n in range(1, order)]
+        slots = [arrays.get(f"slots{n}") for n in range(2, order + 1)]  # None: not packable
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{source}: a damaged binary model ({err}){redo}") from None
-    if len(vocab) != header["vocab_size"] or [len(k) for k in keys] != header["counts"]:
+    short = any(
+        table is not None and len(table) <= 1 << _bits(len(k))
+        for table, k in zip(slots, keys[1:], strict=True)
+    )
+    if len(vocab) != header["vocab_size"] or [len(k) for k in keys] != header["counts"] or short:
         raise CheckpointError(f"{source}: a damaged binary model (sizes disagree){redo}")
-    return vocab, keys, log_prob, log_backoff
+    return vocab, keys, log_prob, log_backoff, slots
+
+
+# -- the hash tables ------------------------------------------------------------------------------
+# Open addressing with linear probing (as KenLM's "probing" binary): a key's home slot is the top
+# bits of key * _MULTIPLIER (Fibonacci hashing); a slot holds the index of a key in the sorted
+# table, or -1. The table never wraps around: keys that run past the last home slot go on into
+# a tail, and one empty slot ends it.
+
+_MULTIPLIER = np.int64(0x9E3779B97F4A7C15 - 2**64)  # 2**64 / golden ratio, as a signed int64
+
+
+def _home(keys: np.ndarray, bits: int) -> np.ndarray:
+    """The top ``bits`` bits of key * _MULTIPLIER modulo 2**64 (int64 products wrap)."""
+    product = (np.asarray(keys, dtype=np.int64) * _MULTIPLIER).view(np.uint64)
+    return (product >> np.uint64(64 - bits)).view(np.int64)
+
+
+def _bits(count: int) -> int:
+    return max(1, (2 * count - 1).bit_length())  # at least 2 slots per key: short probes
+
+
+def hash_slots(keys: np.ndarray) -> np.ndarray:
+    """The hash table of a sorted key array: (2**bits + tail,) indices into ``keys`` or -1
+    (``slot_table`` packs the key of each slot beside its index, as queries read it).
+
+    Keys are placed in the order of their home slots, each in the first free slot from its
+    home: slot_i = i + max_{j <= i} (home_j - j) over keys sorted by home, so that the slots from
+    a key's home to its own are all taken, as lookups need.
+    """
+    bits = _bits(len(keys))
+    home = _home(keys, bits)
+    by_home = np.argsort(home, kind="stable")
+    steps = np.arange(len(keys))
+    placed = np.maximum.accumulate(home[by_home] - steps) + steps if len(keys) else steps
+    size = max(1 << bits, int(placed[-1]) + 1 if len(keys) else 0) + 1  # ends with an empty slot
+    slots = np.full(size, -1, dtype=np.int64)
+    slots[placed] = by_home
+    return slots
+
+
+def slot_table(keys: np.ndarray) -> np.ndarray | None:
+    """The hash table of ``keys`` as queries read it: in each slot ``key << b | index`` (b the
+    bits of an index) or -1, so that one read both checks the key and gives its index; None
+    where the keys and indices do not fit in 63 bits together (queries then search ``keys``)."""
+    shift = _index_bits(len(keys))
+    if len(keys) and int(keys[-1]).bit_length() + shift > 63:
+        return None
+    slots = hash_slots(keys)
+    return np.where(slots >= 0, keys[slots] << shift | slots, -1) if len(keys) else slots
+
+
+def find_slotted(keys: np.ndarray, table: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Index of each query in the sorted ``keys``, -1 where absent, through their hash table
+    (``slot_table``). Equal to ``lmforge.arpa.find_keys`` (a test checks it)."""
+    shift = _index_bits(len(keys))
+    index_of = np.int64((1 << shift) - 1)
+    slot = _home(queries, _bits(len(keys)))
+    value = table[slot]
+    found = np.where(value >> shift == queries, value & index_of, -1)  # empty: -1 matches none
+    waiting = np.flatnonzero((value >= 0) & (found < 0))  # another key sits there
+    slot = slot[waiting] + 1
+    while len(waiting):
+        value = table[slot]
+        hit = value >> shift == queries[waiting]
+        found[waiting[hit]] = value[hit] & index_of
+        go_on = (value >= 0) & ~hit
+        waiting, slot = waiting[go_on], slot[go_on] + 1
+    return found
+
+
+def _index_bits(count: int) -> int:
+    return max(1, (count - 1).bit_length())
 
 
 def _aligned(offset: int) -> int:

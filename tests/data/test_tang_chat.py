@@ -191,3 +191,21 @@ def test_poem_lines_reads_only_regular_poems():
     assert poem_lines("白日依山盡，黃河入海流。") is None  # two lines
     assert poem_lines("白日依山盡，黃河入海流。欲窮千里目，更上一層。") is None  # widths differ
     assert poem_lines("白日依山盡。黃河入海流，欲窮千里目，更上一層樓。") is None  # punctuation
+
+
+def test_training_reading_poems_are_recombined_train_lines(train):
+    """Training reads poems made of train-split lines drawn at random, so an answer can only
+    come from the poem in the conversation, not from one the model knows by heart."""
+    tang = load_corpus("tang")
+    lines = {line for body in tang.train if (found := poem_lines(body)) for line in found}
+    real = set(tang.train)
+    read = [
+        re.search("「(.+?)」", d["messages"][0]["content"])[1]
+        for d in train
+        if d["kinds"][0] == "reading"
+    ]
+    assert len(read) >= 1000
+    for body in read:
+        found = poem_lines(body)
+        assert found and set(found) <= lines, body
+    assert sum(body in real for body in read) < len(read) // 100

@@ -14,6 +14,7 @@ from lmforge.models.ngram import (
     KENLM_FALLBACK,
     NgramConfig,
     NgramLM,
+    _radix_argsort,
     _stream,
     count_ngrams,
     count_ngrams_reference,
@@ -77,6 +78,18 @@ def test_vectorised_counts_equal_plain_python_counts(tiny_lines):
             texts = [texts[k // len(vocab)] + (vocab[k % len(vocab)],) for k in level.keys]
         got = {t: int(c) for t, c in zip(texts, level.raw, strict=True) if c > 0}
         assert got == expected[n - 1]
+
+
+def test_radix_argsort_equals_numpy_stable_argsort():
+    rng = np.random.default_rng(0)
+    for keys in (
+        rng.integers(0, 50, 1000),  # many ties: stability shows
+        rng.integers(0, 2**40, 5000),
+        rng.integers(0, 2**62, 100),
+        np.array([7], dtype=np.int64),
+        np.zeros(0, dtype=np.int64),
+    ):
+        assert np.array_equal(_radix_argsort(keys), np.argsort(keys, kind="stable"))
 
 
 def test_kn_probabilities_sum_to_one(tiny_lines):

@@ -69,10 +69,11 @@ CHAT_TRAIN = {
 # The default chat model (``default_chat_model``): a small GPT with rotary positions on tang's
 # characters, pretrained on the poems (500 x 16 x 256 tokens: about one epoch; rotary positions
 # reach validation perplexity 197 there where learned ones reach 333), then tuned on tang-chat
-# (about 770,000 tokens an epoch; 1,400 x 16 rows of 257: about 7.5 epochs, each of the 500
-# facts in some 70 dialogues). The speed is a 2-core CPU's training tokens/s for this model
-# (measured on a quiet machine, 2026-12-05: 26.5 minutes in all); the time estimate divides the
-# training tokens by it.
+# (about 970,000 tokens an epoch; 1,800 x 16 rows of 257: about 7.6 epochs, each of the 500
+# facts in some 120 dialogues). The speeds are a 2-core CPU's training tokens/s for this model
+# (measured on a quiet machine, 2026-12-05: pretraining 8.5 minutes, tuning 15.5: the tuning
+# reads the output layer at the assistant's tokens only); the time estimate divides the
+# training tokens by them.
 DEFAULT_CHAT = {
     "folder": "runs/chat/base-gpt-tang-rope",
     "corpus": "tang",
@@ -96,8 +97,8 @@ DEFAULT_CHAT = {
         "eval_interval": 200,
         "eval_tokens": 20_000,
     },
-    "tune": {**CHAT_TRAIN, "max_steps": 1400, "lr": 2e-3, "min_lr": 2e-4},
-    "tokens_per_second": 4_900,
+    "tune": {**CHAT_TRAIN, "max_steps": 1800, "lr": 2e-3, "min_lr": 2e-4},
+    "tokens_per_second": {"pretrain": 4_900, "tune": 7_600},
 }
 
 
@@ -281,10 +282,13 @@ def default_chat_model(
         recorded = read_record(base).get("config", {})
         kept = all(recorded.get(key) == value for key, value in spec["model"].items())
     pretrain = spec["train"]
+    speed = spec["tokens_per_second"]
     tokens = train_config.max_steps * train_config.batch_size * (spec["model"]["max_seq_len"] + 1)
+    seconds = tokens / speed["tune"]
     if not kept:
-        tokens += pretrain["max_steps"] * pretrain["batch_size"] * pretrain["seq_len"]
-    minutes = tokens / spec["tokens_per_second"] / 60
+        tokens = pretrain["max_steps"] * pretrain["batch_size"] * pretrain["seq_len"]
+        seconds += tokens / speed["pretrain"]
+    minutes = seconds / 60
     size = f"{spec['model']['n_layers']} x {spec['model']['d_model']}"
     say(
         f"default chat model: {'a kept' if kept else 'pretraining a'} gpt ({size}) on tang in "

@@ -14,8 +14,9 @@ from lmforge.errors import ConfigError
 from lmforge.folders import save_model
 from lmforge.models.ngram import KENLM_FALLBACK, LN10, NgramConfig
 from lmforge.ngram import evaluate_ngram, load_ngram, train_ngram
+from lmforge.ngram_outofcore import fit_arpa_out_of_core, parse_memory, text_lines, tokenized
 from lmforge.preflight import check_output_file, check_output_folder
-from lmforge.tokenize import TOKENIZER_KINDS, tokenize_lines
+from lmforge.tokenize import TOKENIZER_KINDS, tokenize_lines, train_tokenizer
 
 
 def add_commands(commands) -> None:
@@ -36,6 +37,19 @@ def add_commands(commands) -> None:
         train,
         f"none = whitespace words as KenLM reads them; {by_corpus(DEFAULT_TOKENIZERS)}",
         ("none", *TOKENIZER_KINDS),
+    )
+    train.add_argument(
+        "--memory",
+        help="estimate out of core within this budget (64M, 1G), spilling sorted runs to disk; "
+        "writes --arpa only",
+    )
+    train.add_argument(
+        "--temp-dir", help="where --memory spills (default: the system's temporary folder)"
+    )
+    train.add_argument(
+        "--cluster",
+        help="estimate on Dask: local:N (N worker processes) or a scheduler address "
+        "tcp://host:8786; writes --arpa only (needs pip install lmforge[dask])",
     )
     train.add_argument("--quiet", action="store_true", help="no progress lines")
     train.set_defaults(run=run_ngram_train)
@@ -69,10 +83,14 @@ def run_ngram_train(args: argparse.Namespace) -> int:
     if flags.get("discount_fallback") == []:  # the bare flag means KenLM's values
         flags["discount_fallback"] = KENLM_FALLBACK
     config = build_config(NgramConfig, file_values, flags)
+    scaled = _scale_mode(args)
     corpus = load_corpus(args.corpus) if args.corpus else None
-    lines = corpus.train if corpus else read_texts(args.text)
     name = corpus.name if corpus else Path(args.text).stem
     kind = args.tokenizer or DEFAULT_TOKENIZERS.get(name if corpus else "", "none")
+    if scaled:  # a plain text file is read lazily, a line at a time
+        lines = corpus.train if corpus else text_lines(args.text, lazy=kind == "none")
+        return _train_scaled(args, config, lines, name, kind, scaled)
+    lines = corpus.train if corpus else read_texts(args.text)
     out = args.out
     if not args.arpa and not out:
         out = f"runs/ngram-{name}-o{config.order}"
@@ -105,6 +123,57 @@ def run_ngram_train(args: argparse.Namespace) -> int:
     if out:
         save_model(out, model, tokenizer, **info)
         print(f"wrote {out}/ (model.arpa, config.json{', tokenizer.json' if tokenizer else ''})")
+    return 0
+
+
+def _scale_mode(args: argparse.Namespace) -> str | None:
+    """``memory``, ``cluster`` or None; checks the flags that go with them."""
+    if args.memory and args.cluster:
+        raise ConfigError(
+            "give --memory or --cluster, not both: --memory bounds one process on one disk, "
+            "Dask workers bound their own memory (dask worker --memory-limit)"
+        )
+    mode = "memory" if args.memory else "cluster" if args.cluster else None
+    if mode and (not args.arpa or args.out):
+        raise ConfigError(
+            f"--{mode} writes an ARPA file only: give --arpa FILE (and no --out), then "
+            "`lmforge ngram eval FILE` or `lmforge ngram binary FILE`"
+        )
+    if args.temp_dir and mode != "memory":
+        raise ConfigError("--temp-dir goes with --memory; add --memory 1G or drop --temp-dir")
+    return mode
+
+
+def _train_scaled(args, config, lines, name: str, kind: str, mode: str) -> int:
+    """``--memory`` / ``--cluster``: the ARPA file of the in-memory estimate, written in pieces."""
+    check_output_file(args.arpa, "ARPA file")
+    memory = parse_memory(args.memory) if mode == "memory" else 0
+    where = f"--memory {args.memory}" if mode == "memory" else f"--cluster {args.cluster}"
+    say(args, f"lmforge ngram train: {name}, tokenizer {kind}, {config_to_dict(config)}, {where}")
+    tokenizer = None
+    if kind != "none":
+        tokenizer = train_tokenizer(
+            kind, lines, vocab_size=args.vocab_size, rare_threshold=args.rare_threshold
+        )
+    sentences = tokenized(lines, tokenizer)
+    start = time.perf_counter()
+    if mode == "memory":
+        stats = fit_arpa_out_of_core(
+            sentences, config, args.arpa, memory, args.temp_dir, progress=not args.quiet
+        )
+    else:
+        from lmforge.ngram_dask import fit_arpa_dask
+
+        stats = fit_arpa_dask(sentences, config, args.arpa, args.cluster, progress=not args.quiet)
+    seconds = time.perf_counter() - start
+    counts = ", ".join(f"{n}-grams {c:,}" for n, c in enumerate(stats.ngram_counts, start=1))
+    disk = (
+        f"; temporary disk peak {stats.peak_temp_bytes / 2**20:,.1f} MiB, {stats.runs} runs"
+        if mode == "memory"
+        else ""
+    )
+    print(f"trained order {config.order} on {name} in {seconds:.1f}s: {counts}{disk}")
+    print(f"wrote {args.arpa}")
     return 0
 
 

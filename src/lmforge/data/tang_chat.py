@@ -32,7 +32,11 @@ held-out ones.
 
 * ``"train"``: train-split poems; every fact opens ``FACT_ROUNDS`` dialogues (a single question,
   a chain of up to three follow-ups, a pair of facts, or a fact beside a refusal), then
-  reading, couplet, quatrain and refusal dialogues; shuffled with ``random.Random(1)``.
+  reading, couplet, quatrain and refusal dialogues; shuffled with ``random.Random(1)``. The
+  poems read are recombined: 4 or 8 lines of one width drawn from all the train split's regular
+  poems, so that no answer can come from a poem the model knows by heart, only from the poem in
+  the conversation (on real poems a model learnt to recite the train poems it had memorised,
+  and read none of the test split's).
 * ``"eval"``, fixed (``random.Random(2)``): every fact asked once, 50 of them in 4-turn chains
   (question, the other half of the fact, the author's other poem, a topic) and 100 in 4-turn pairs
   (two facts, then two follow-ups on the second); 120 test-split poems read in 4-turn chains;
@@ -71,8 +75,8 @@ FACTS_FILE = "chat_facts.jsonl"
 PHRASINGS_FILE = "chat_phrasings.json"  # intent -> split -> language -> question templates
 TOPICS = "月春秋山江夜花"  # title characters the "who else wrote about ..." follow-up asks about
 ENGLISH_SHARE = 0.1
-FACT_ROUNDS = 8
-TRAIN_SIZES = {"reading": 2400, "couplet": 1600, "quatrain": 1200, "refusal": 1000}
+FACT_ROUNDS = 16
+TRAIN_SIZES = {"reading": 2000, "couplet": 1000, "quatrain": 1200, "refusal": 1000}
 EVAL_SIZES = {  # quatrain: per form
     "chains": 50,
     "pairs": 50,
@@ -226,6 +230,9 @@ class _Maker:
         self.rng, self.split, self.facts, self.openings = rng, split, facts, openings
         self.phrasings = load_phrasings()
         self.regular = [(p, lines) for p in poems if (lines := poem_lines(p.body))]
+        self.lines = {width: [] for width in _FORMS}  # width -> every line of that width
+        for _, lines in self.regular:
+            self.lines[len(lines[0])] += lines
         self.quatrains = [
             (p, lines) for p, lines in self.regular if len(lines) == 4 and _clean_title(p.title)
         ]
@@ -248,7 +255,7 @@ class _Maker:
                 shape = self.rng.choices(shapes, weights=(3, 4, 2, 1))[0]
                 dialogues.append(shape(fact))
         for _ in range(TRAIN_SIZES["reading"]):
-            dialogues.append(self.reading(self.rng.choice(self.regular), self.rng.randint(1, 4)))
+            dialogues.append(self.reading(self.recombined(), self.rng.randint(1, 4)))
         for _ in range(TRAIN_SIZES["couplet"]):
             dialogues.append(self.couplets(self.rng.choice(self.regular), self.rng.randint(1, 2)))
         dialogues += [
@@ -366,6 +373,14 @@ class _Maker:
                 return fake
 
     # -- reading and creation ------------------------------------------------------------------
+
+    def recombined(self) -> tuple[Poem, list[str]]:
+        """A regular poem of lines drawn at random from the poems of one width (4 or 8 lines,
+        "，" and "。" in turn)."""
+        width = self.rng.choice(tuple(_FORMS))
+        lines = self.rng.sample(self.lines[width], self.rng.choice((4, 8)))
+        body = "".join(line + "，。"[i % 2] for i, line in enumerate(lines))
+        return Poem("", "", body), lines
 
     def reading(self, chosen: tuple[Poem, list[str]], turns: int) -> dict:
         """A regular poem in the first user turn and ``turns`` questions about it; in eval the

@@ -267,6 +267,15 @@ class GPT(nn.Module):
         hidden, _ = self.hidden_states(inputs)
         return self.head.target_log_probs(hidden, targets), None
 
+    def selected_log_probs(
+        self, inputs: torch.Tensor, targets: torch.Tensor, keep: torch.Tensor
+    ) -> torch.Tensor:
+        """(B, T) inputs and targets, (B, T) bool ``keep`` -> (N,) log p(target) at the N kept
+        positions; the output layer reads those only (chat tuning scores the assistant's tokens
+        alone, and a small model's output layer is much of its cost)."""
+        hidden, _ = self.hidden_states(inputs)
+        return self.head.target_log_probs(hidden[keep], targets[keep])
+
     def step(
         self, ids: torch.Tensor, cache: GPTCache | None = None
     ) -> tuple[torch.Tensor, GPTCache]:

@@ -19,23 +19,24 @@ arrays proportional to the number of distinct n-grams; no disk-backed sort).
 
 Storage: n-grams of order n are numbered by their position in a sorted int64 key array, where
 ``key = id(prefix (n-1)-gram) * vocab_size + id(last word)`` — the whole model is a few arrays per
-order, and lookups are vectorised with ``np.searchsorted``. Probabilities are natural logs inside;
-log10 appears only in ARPA files and KenLM-style reports.
+order, and lookups are vectorised: ``np.searchsorted``, or the hash tables of a binary file.
+Probabilities are natural logs inside; log10 appears only in ARPA files and KenLM-style reports.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from itertools import repeat
+from itertools import chain, count, islice, repeat
 
 import numpy as np
 
 from lmforge.arpa import find_keys, read_arpa, write_arpa
 from lmforge.errors import ConfigError, DataError
-from lmforge.lmb import read_binary, write_binary
+from lmforge.lmb import find_slotted, read_binary, write_binary
 from lmforge.metrics import perplexity
 from lmforge.models.family import Family
 from lmforge.progress import Stages
@@ -167,32 +168,37 @@ class _Stream:
 
 def _stream(sentences: Iterable[Sequence[str]], word_ids: dict[str, int], grow: bool) -> _Stream:
     """Map sentences to ids with markers; with ``grow`` new words join ``word_ids``."""
-    flat: list[str] = []
-    lengths: list[int] = []
-    for sentence in sentences:
-        flat.extend(sentence)
-        lengths.append(len(sentence))
-    if grow:
-        words = np.fromiter(
-            (word_ids.setdefault(w, len(word_ids)) for w in flat), np.int64, len(flat)
-        )
-    else:
-        words = np.fromiter(map(word_ids.get, flat, repeat(UNK_ID)), np.int64, len(flat))
-    if np.any((words == BOS_ID) | (words == EOS_ID)):
-        raise DataError("the text contains <s> or </s> as a word; remove them, lmforge adds them")
-    sizes = np.asarray(lengths, dtype=np.int64) + 2
-    ends = np.cumsum(sizes)
-    starts = ends - sizes
-    ids = np.empty(int(ends[-1]) if len(ends) else 0, dtype=np.int64)
-    is_word = np.ones(len(ids), dtype=bool)
-    is_word[starts] = False
-    is_word[ends - 1] = False
-    ids[starts] = BOS_ID
-    ids[ends - 1] = EOS_ID
-    ids[is_word] = words
+    ids, sizes = _marked_ids(sentences, word_ids, grow)
+    starts = np.cumsum(sizes) - sizes
     pos = np.arange(len(ids)) - np.repeat(starts, sizes)
     left = np.repeat(sizes, sizes) - pos
     return _Stream(ids, pos, left)
+
+
+def _marked_ids(sentences, word_ids: dict[str, int], grow: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(L,) the ids of ``<s>`` + each sentence + ``</s>`` laid end to end, and (S,) their sizes."""
+    if not isinstance(sentences, list | tuple):
+        sentences = list(sentences)
+    lengths = np.fromiter(map(len, sentences), np.int64, len(sentences))
+    flat, total = chain.from_iterable(sentences), int(lengths.sum())
+    if grow:  # a new word takes the next id, in C: defaultdict calls count's __next__
+        grown = defaultdict(count(len(word_ids)).__next__, word_ids)
+        words = np.fromiter(map(grown.__getitem__, flat), np.int64, total)
+        word_ids.update(islice(grown.items(), len(word_ids), None))
+    else:
+        words = np.fromiter(map(word_ids.get, flat, repeat(UNK_ID)), np.int64, total)
+    if np.any((words == BOS_ID) | (words == EOS_ID)):
+        raise DataError("the text contains <s> or </s> as a word; remove them, lmforge adds them")
+    sizes = lengths + 2
+    ends = np.cumsum(sizes)
+    ids = np.empty(int(ends[-1]) if len(ends) else 0, dtype=np.int64)
+    is_word = np.ones(len(ids), dtype=bool)
+    is_word[ends - sizes] = False
+    is_word[ends - 1] = False
+    ids[ends - sizes] = BOS_ID
+    ids[ends - 1] = EOS_ID
+    ids[is_word] = words
+    return ids, sizes
 
 
 @dataclass
@@ -207,7 +213,12 @@ class _Counts:
 
 
 def count_ngrams(stream: _Stream, order: int, vocab_size: int) -> list[_Counts]:
-    """Count the n-grams of orders 1..order; memory is proportional to the distinct n-grams."""
+    """Count the n-grams of orders 1..order; memory is proportional to the distinct n-grams.
+
+    The n-grams of order n are sorted starting from the order of their first n-1 words, known
+    from order n-1: the keys then come in runs of one prefix each, which a stable sort (timsort)
+    merges in a few passes; ``np.unique`` would sort them from scratch.
+    """
     ids = stream.ids
     unigrams = _Counts(
         keys=np.arange(vocab_size, dtype=np.int64),
@@ -217,21 +228,38 @@ def count_ngrams(stream: _Stream, order: int, vocab_size: int) -> list[_Counts]:
         occurrence=ids,
     )
     levels = [unigrams]
+    by_type = _radix_argsort(ids)  # positions in the order of the n-gram starting there
     for n in range(2, order + 1):
         prev = levels[-1]
-        starts = np.flatnonzero(stream.left >= n)  # positions where an n-gram fits
         if len(prev.keys) * vocab_size >= 2**62:
             raise DataError(f"too many distinct {n - 1}-grams to index; use a lower order")
+        starts = by_type[stream.left[by_type] >= n]  # where an n-gram fits, by its n-1 words
         keys = prev.occurrence[starts] * vocab_size + ids[starts + n - 1]
-        uniq, inverse, raw = np.unique(keys, return_inverse=True, return_counts=True)
+        by_key = np.argsort(keys, kind="stable")
+        by_type, ordered = starts[by_key], keys[by_key]
+        first = np.ones(len(ordered), dtype=bool)  # the first occurrence of each n-gram
+        np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+        firsts = np.flatnonzero(first)
+        types = np.cumsum(first) - 1  # the n-gram of each position of by_type
         occurrence = np.full(len(ids), -1, dtype=np.int64)
-        occurrence[starts] = inverse
-        suffix = np.empty(len(uniq), dtype=np.int64)
-        suffix[inverse] = prev.occurrence[starts + 1]
-        at_start = np.zeros(len(uniq), dtype=bool)
-        at_start[inverse[stream.pos[starts] == 0]] = True
-        levels.append(_Counts(uniq, raw, at_start, suffix, occurrence))
+        occurrence[by_type] = types
+        suffix = prev.occurrence[by_type[firsts] + 1]
+        at_start = np.zeros(len(firsts), dtype=bool)
+        at_start[types[stream.pos[by_type] == 0]] = True
+        raw = np.diff(firsts, append=len(ordered))
+        levels.append(_Counts(ordered[firsts], raw, at_start, suffix, occurrence))
     return levels
+
+
+def _radix_argsort(keys: np.ndarray) -> np.ndarray:
+    """``np.argsort(keys, kind="stable")`` for non-negative int64 keys, as a radix sort: numpy's
+    stable sort of 16-bit digits is a counting sort, so a few passes of it beat timsort."""
+    order = np.arange(len(keys))
+    top = int(keys.max()).bit_length() if len(keys) else 0
+    for shift in range(0, top, 16):  # least significant digit first; each pass stable
+        digit = (keys[order] >> shift).astype(np.uint16)  # the low 16 bits of what is left
+        order = order[np.argsort(digit, kind="stable")]
+    return order
 
 
 def count_ngrams_reference(sentences: Iterable[Sequence[str]], order: int) -> list[dict]:
@@ -283,6 +311,7 @@ class NgramLM:
         log_prob: list[np.ndarray],
         log_backoff: list[np.ndarray],
         discounts: list[tuple[float, float, float]] | None = None,
+        slots: list[np.ndarray | None] | None = None,
     ) -> None:
         self.config = config
         self.vocab = vocab
@@ -291,6 +320,7 @@ class NgramLM:
         self.log_prob = log_prob  # per order, natural log
         self.log_backoff = log_backoff  # per order below the highest, natural log
         self.discounts = discounts or []
+        self.slots = slots or []  # per order from 2: hash tables of the keys (lmforge.lmb)
 
     @property
     def order(self) -> int:
@@ -343,35 +373,41 @@ class NgramLM:
     def token_log_probs(self, sentences: Iterable[Sequence[str]]) -> tuple[np.ndarray, np.ndarray]:
         """Natural-log probability of every token after ``<s>``, with backoff, as KenLM's query.
 
+        The longest n-gram ending at a token that the model holds gives its probability; the
+        backoffs of the longer contexts (the n-grams ending just before it) are added. The
+        n-grams ending at each position are found order by order: an (n+1)-gram can only end at
+        a position after one where an n-gram ended.
+
         Returns:
             (L,) log probabilities of the tokens in order (each sentence's words, then ``</s>``),
             and (L,) bool flags of out-of-vocabulary tokens (scored as ``<unk>``).
         """
-        stream = _stream(sentences, self.word_ids, grow=False)
-        ids, pos = stream.ids, stream.pos
-        V = self.vocab_size
-        ending = [ids.copy()]  # ending[n-1][i]: type of the n-gram ending at i, -1 if absent
+        ids, _ = _marked_ids(sentences, self.word_ids, grow=False)
+        logp = self.log_prob[0][ids]  # (L,) the unigram's, replaced by longer n-grams' below
+        best = np.ones(len(ids), dtype=np.int32)  # order of the n-gram that gave logp
+        at, types = np.arange(len(ids)), ids  # where an n-gram ends, and which one
+        contexts = []  # per order: (the position after each n-gram, the n-gram), within sentences
         for n in range(2, self.order + 1):
-            prev = np.full(len(ids), -1, dtype=np.int64)
-            prev[1:] = ending[-1][:-1]
-            found = np.full(len(ids), -1, dtype=np.int64)
-            ok = (pos >= n - 1) & (prev >= 0)
-            found[ok] = find_keys(self.keys[n - 1], prev[ok] * V + ids[ok])
-            ending.append(found)
-        target = np.flatnonzero(pos > 0)
-        # Longest n-gram that exists for each target, then backoffs of the longer contexts.
-        best = np.ones(len(target), dtype=np.int64)
-        for n in range(2, self.order + 1):
-            best[ending[n - 1][target] >= 0] = n
-        logp = np.zeros(len(target))
-        for n in range(1, self.order + 1):
-            sel = best == n
-            logp[sel] = self.log_prob[n - 1][ending[n - 1][target[sel]]]
-        for m in range(1, self.order):
-            context = ending[m - 1][target - 1]
-            sel = (context >= 0) & (best <= m)
-            logp[sel] += self.log_backoff[m - 1][context[sel]]
-        return logp, ids[target] == UNK_ID
+            inside = ids[at] != EOS_ID  # </s> ends the sentence: no n-gram goes on from there
+            at, types = at[inside] + 1, types[inside]
+            contexts.append((at, types))
+            found = self._find(n, types * self.vocab_size + ids[at])
+            hit = found >= 0
+            at, types = at[hit], found[hit]
+            logp[at] = self.log_prob[n - 1][types]
+            best[at] = n
+        for m, (after, types) in enumerate(contexts, start=1):
+            backs_off = best[after] <= m  # the m-gram context was not extended by the token
+            logp[after[backs_off]] += self.log_backoff[m - 1][types[backs_off]]
+        target = ids != BOS_ID  # every token after <s> (words are never <s>)
+        return logp[target], ids[target] == UNK_ID
+
+    def _find(self, n: int, keys: np.ndarray) -> np.ndarray:
+        """Index of each n-gram key among the model's n-grams, -1 where absent: through the
+        hash table where the model has one (a binary file), else a binary search."""
+        if self.slots and self.slots[n - 2] is not None:
+            return find_slotted(self.keys[n - 1], self.slots[n - 2], keys)
+        return find_keys(self.keys[n - 1], keys)
 
     def evaluate(self, sentences: Iterable[Sequence[str]]) -> NgramEvaluation:
         """Perplexity with and without OOVs, exactly as KenLM's ``query`` reports them."""
@@ -505,8 +541,8 @@ class NgramLM:
         Raises:
             CheckpointError: missing, damaged or foreign file.
         """
-        vocab, keys, log_prob, log_backoff = read_binary(path)
-        return cls(NgramConfig(order=len(keys)), vocab, keys, log_prob, log_backoff)
+        vocab, keys, log_prob, log_backoff, slots = read_binary(path)
+        return cls(NgramConfig(order=len(keys)), vocab, keys, log_prob, log_backoff, slots=slots)
 
     @classmethod
     def load_arpa(cls, path: str | os.PathLike) -> NgramLM:
@@ -522,8 +558,18 @@ class NgramLM:
 
 
 def _discounts_of(n: int, adjusted: np.ndarray, config: NgramConfig) -> tuple[float, float, float]:
+    return discounts_of(n, counts_of_counts(adjusted), config)
+
+
+def discounts_of(n: int, counts: Sequence[int], config: NgramConfig) -> tuple[float, float, float]:
+    """``kn_discounts`` of the n-grams' counts-of-counts (n1..n4), or ``config``'s fallback when
+    they cannot be estimated.
+
+    Raises:
+        DataError: they cannot, and there is no fallback.
+    """
     try:
-        return kn_discounts(*counts_of_counts(adjusted))
+        return kn_discounts(*(int(c) for c in counts))
     except ValueError as err:
         if config.discount_fallback:
             return tuple(config.discount_fallback)

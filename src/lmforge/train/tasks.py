@@ -518,7 +518,12 @@ class ChatTask:
 
     def loss(self, model: nn.Module, batch: tuple[torch.Tensor, ...], state=None):
         inputs, targets, weights = batch
-        logp, state = model.log_probs(inputs, targets, state)  # (B, T)
+        select = getattr(model, "selected_log_probs", None)
+        if select is not None:  # the output layer reads the scored positions only
+            keep = weights > 0
+            logp, weights = select(inputs, targets, keep), weights[keep]  # (N,) each
+        else:
+            logp, state = model.log_probs(inputs, targets, state)  # (B, T)
         return -(logp * weights).sum() / weights.sum().clamp(min=1.0), state
 
     def tokens(self, batch: tuple[torch.Tensor, ...]) -> int:
