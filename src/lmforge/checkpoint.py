@@ -75,11 +75,22 @@ RUN_FILES = (*RUN_MARKS, TOKENIZER_FILE, METRICS_FILE)
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` through a synced temporary file and ``os.replace``."""
+    with atomic_open(path) as f:
+        f.write(data)
+
+
+@contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "wb"):
+    """A file to write ``path`` through, a piece at a time: a hidden temporary beside it, synced
+    and moved into place with ``os.replace`` when the block ends, removed if the block raises."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_path(target)
     try:
-        _write_synced(tmp, data)
+        with open(tmp, mode, encoding=None if "b" in mode else "utf-8") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lmforge.checkpoint import atomic_open
 from lmforge.errors import CheckpointError
 
 __all__ = [
@@ -75,19 +76,12 @@ def write_binary(path, vocab, keys, log_prob, log_backoff) -> None:
     text = json.dumps(header).encode("utf-8")
     if len(MAGIC) + 8 + len(text) > start:
         raise CheckpointError(f"{target}: the binary header does not fit; this is a bug")
-    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        with open(temp, "wb") as f:
-            f.write(MAGIC + struct.pack("<II", VERSION, len(text)) + text)
-            for name, array in arrays:
-                f.seek(place[name][0])
-                f.write(array.tobytes())
-            f.truncate(at)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, target)
-    finally:
-        temp.unlink(missing_ok=True)
+    with atomic_open(target) as f:
+        f.write(MAGIC + struct.pack("<II", VERSION, len(text)) + text)
+        for name, array in arrays:
+            f.seek(place[name][0])
+            f.write(array.tobytes())
+        f.truncate(at)
 
 
 def read_binary(path: str | os.PathLike):

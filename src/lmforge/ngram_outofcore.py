@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lmforge.checkpoint import atomic_open
 from lmforge.data import read_texts
 from lmforge.errors import ConfigError, DataError
 from lmforge.models.ngram import (
@@ -228,20 +229,14 @@ def write_arpa_streaming(path, vocab, keys, prob, gamma, piece: int) -> None:
         gamma: per order below the highest, the backoff weights (natural, not log).
         piece: n-grams formatted at once.
     """
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as out:
-            out.write("\\data\\\n")
-            out.write("".join(f"ngram {n}={len(k)}\n" for n, k in enumerate(keys, start=1)))
-            for n in range(1, len(keys) + 1):
-                out.write(f"\n\\{n}-grams:\n")
-                for begin in range(0, len(keys[n - 1]), piece):
-                    out.write(_arpa_lines(vocab, keys, prob, gamma, n, begin, begin + piece))
-            out.write("\n\\end\\\n")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_open(path, "w") as out:
+        out.write("\\data\\\n")
+        out.write("".join(f"ngram {n}={len(k)}\n" for n, k in enumerate(keys, start=1)))
+        for n in range(1, len(keys) + 1):
+            out.write(f"\n\\{n}-grams:\n")
+            for begin in range(0, len(keys[n - 1]), piece):
+                out.write(_arpa_lines(vocab, keys, prob, gamma, n, begin, begin + piece))
+        out.write("\n\\end\\\n")
 
 
 def _arpa_lines(vocab, keys, prob, gamma, n, begin, end) -> str:
