@@ -12,7 +12,14 @@ from conftest import TINY_TEXT
 
 import lmforge
 from lmforge.errors import CheckpointError, ConfigError
-from lmforge.folders import CONFIG_FILE, WEIGHTS_FILE, load_model, save_model
+from lmforge.folders import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    load_model,
+    load_part,
+    save_model,
+    save_part,
+)
 from lmforge.hub.embed import embed
 from lmforge.models.bert import BERT, BertConfig
 from lmforge.models.heads import SequenceClassifier
@@ -133,3 +140,17 @@ def test_broken_and_wrong_kind_folders_are_named(wordpiece, tmp_path):
     (folder / CONFIG_FILE).write_text("{not json")
     with pytest.raises(CheckpointError, match="corrupt model config"):
         load_model(folder)
+
+
+def test_a_part_folder_round_trips_and_refuses_another_kind(tmp_path):
+    tensors = {"codebook": torch.arange(6.0).reshape(3, 2)}
+    save_part(tmp_path / "image", "omni-image-tokenizer", {"codebook_size": 3}, tensors)
+    config, loaded = load_part(tmp_path / "image", "omni-image-tokenizer")
+    assert config == {"codebook_size": 3} and torch.equal(loaded["codebook"], tensors["codebook"])
+    with pytest.raises(CheckpointError, match="holds 'omni-image-tokenizer', not 'omni-speech"):
+        load_part(tmp_path / "image", "omni-speech-tokenizer")
+    with pytest.raises(CheckpointError, match="not a language model"):
+        load_model(tmp_path / "image")  # a part is no model of a family
+    (tmp_path / "image" / WEIGHTS_FILE).write_bytes(b"not safetensors")
+    with pytest.raises(CheckpointError, match="cannot load the omni-image-tokenizer"):
+        load_part(tmp_path / "image", "omni-image-tokenizer")

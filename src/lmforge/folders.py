@@ -11,6 +11,10 @@ and what the writer adds, such as ``train_config``, ``corpus``, a classifier's `
   family (ARPA or safetensors, as the registry says), a fine-tuned classifier, an ARPA file, or a
   Hugging Face folder imported in memory.
 * ``write_record`` starts a folder that the Trainer fills with weights as it trains.
+* ``save_part(folder, kind, config, tensors)`` / ``load_part(folder, kind)`` write and read a
+  part that is no registered family: a frozen modality tokenizer of the any-to-any model
+  (``lmforge.omni``), a small judge; ``config.json`` names its ``kind``, and a folder of another
+  kind is refused by name.
 
 Every command, library call and the server load and save model folders through this module;
 nothing else reads ``config.json`` to guess what a folder holds.
@@ -19,6 +23,7 @@ nothing else reads ``config.json`` to guess what a folder holds.
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,8 +53,10 @@ __all__ = [
     "TOKENIZER_FILE",
     "WEIGHTS_FILE",
     "load_model",
+    "load_part",
     "read_record",
     "save_model",
+    "save_part",
     "save_weights",
     "write_record",
 ]
@@ -140,6 +147,49 @@ def save_model(
         return write_record(out, family.name, base.config, tokenizer, **record)
 
 
+def save_part(
+    folder: str | os.PathLike,
+    kind: str,
+    config: dict,
+    tensors: dict[str, torch.Tensor],
+    locked: bool = False,
+) -> Path:
+    """Write a part folder: ``model.safetensors`` (``tensors``), then ``config.json`` with
+    ``kind``, the version and ``config`` (JSON values). ``load_part(folder, kind)`` reads it.
+    ``locked``: the caller holds the folder's lock already (a job that writes the whole)."""
+    out = Path(folder)
+    with nullcontext() if locked else folder_lock(out):
+        save_weights(out / WEIGHTS_FILE, tensors)
+        write_json(out / CONFIG_FILE, {"kind": kind, "version": __version__, "config": config})
+    return out
+
+
+def load_part(folder: str | os.PathLike, kind: str) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(config, tensors) of a part folder written by ``save_part`` with this ``kind``.
+
+    Raises:
+        CheckpointError: no such folder, a corrupt one, or one of another kind.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    record = read_record(folder)
+    path = Path(folder)
+    if record.get("kind") != kind or not isinstance(record.get("config"), dict):
+        found = record.get("kind") or record.get("family") or "no kind"
+        raise CheckpointError(
+            f"{path} holds {found!r}, not {kind!r}; give a {kind} folder, or re-create it"
+        )
+    try:
+        tensors = load_file(str(path / WEIGHTS_FILE))
+    except (OSError, ValueError, SafetensorError) as err:
+        first = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        raise CheckpointError(
+            f"{path / WEIGHTS_FILE}: cannot load the {kind} ({first}); re-create it"
+        ) from None
+    return record["config"], tensors
+
+
 def _head_task(model) -> str | None:
     """The task of a classifier of ``lmforge.models.heads``; None for a model of a registered
     family, answered without importing torch for a counted one."""
@@ -199,6 +249,13 @@ def load_model(path: str | os.PathLike):
     record = (
         read_json(target / CONFIG_FILE, "model config") if (target / CONFIG_FILE).exists() else {}
     )
+    if "family" not in record and "kind" in record:
+        hint = (
+            "use `lmforge omni chat` or `lmforge omni eval`"
+            if record["kind"] == "omni"
+            else ("it is a part of another model, not a model")
+        )
+        raise CheckpointError(f"{target} holds a {record['kind']!r}, not a language model; {hint}")
     if "family" not in record:
         return _load_hf(target)
     try:

@@ -31,6 +31,7 @@ COMMANDS = {  # module of lmforge.cli -> the commands its add_commands adds to t
     "chat": ("chat-tune", "chat"),
     "catalogue": ("catalogue",),
     "serve": ("serve",),
+    "omni": ("omni",),
 }
 
 

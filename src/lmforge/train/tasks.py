@@ -504,12 +504,34 @@ class ChatTask:
         seed: int = 0,
     ) -> None:
         limit = getattr(model.config, "max_seq_len", None)
-        self.pad_id, self.batch_size = tokenizer.pad_id, batch_size
-        self.train = _encoded(tokenizer, template, train, limit, "training")
+        rows = [encode_dialogue(tokenizer, template, messages) for messages in train]
+        valid_rows = [encode_dialogue(tokenizer, template, m) for m in valid] if valid else None
+        self._setup(limit, rows, valid_rows, tokenizer.pad_id, batch_size, seed)
+
+    @classmethod
+    def from_rows(
+        cls,
+        model: nn.Module,
+        rows: Sequence[tuple[list[int], list[bool]]],
+        valid_rows: Sequence[tuple[list[int], list[bool]]] | None,
+        pad_id: int,
+        batch_size: int,
+        seed: int = 0,
+    ) -> ChatTask:
+        """The task on conversations already encoded as (ids, assistant mask) rows (the
+        any-to-any model's, ``lmforge.omni.vocab.encode_conversation``)."""
+        task = cls.__new__(cls)
+        limit = getattr(model.config, "max_seq_len", None)
+        task._setup(limit, rows, valid_rows, pad_id, batch_size, seed)
+        return task
+
+    def _setup(self, limit, rows, valid_rows, pad_id: int, batch_size: int, seed: int) -> None:
+        self.pad_id, self.batch_size = pad_id, batch_size
+        self.train = _fitting(rows, limit, "training")
         if limit:
             order = torch.randperm(len(self.train), generator=torch.Generator().manual_seed(seed))
             self.train = pack_dialogues([self.train[i] for i in order.tolist()], limit + 1)
-        self.valid = _encoded(tokenizer, template, valid, limit, "held-out") if valid else None
+        self.valid = _fitting(valid_rows, limit, "held-out") if valid_rows else None
         self.order = EpochOrder(len(self.train), seed)
 
     def batch(self, step: int) -> tuple[tuple[torch.Tensor, ...], bool]:
@@ -547,13 +569,12 @@ class ChatTask:
         return {"valid_loss": total / count, "valid_ppl": math.exp(total / count)}
 
 
-def _encoded(tokenizer, template, dialogues, limit, what: str) -> list:
-    """(ids, mask) of each conversation that fits in ``limit`` positions (None: any length).
+def _fitting(rows, limit, what: str) -> list:
+    """The (ids, mask) rows that fit in ``limit`` positions (None: any length).
 
     Raises:
         DataError: none fits.
     """
-    rows = [encode_dialogue(tokenizer, template, messages) for messages in dialogues]
     kept = [row for row in rows if limit is None or len(row[0]) - 1 <= limit]
     if not kept:
         raise DataError(
@@ -564,6 +585,6 @@ def _encoded(tokenizer, template, dialogues, limit, what: str) -> list:
         warnings.warn(
             f"{len(rows) - len(kept)} of {len(rows)} {what} conversations are longer than the "
             f"model's {limit} positions and were left out",
-            stacklevel=3,
+            stacklevel=4,
         )
     return kept

@@ -1,0 +1,1 @@
+"""The any-to-any model (issue 20)."""

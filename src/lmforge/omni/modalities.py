@@ -1,0 +1,92 @@
+"""The registry of the any-to-any model's modalities: one explicit table, one file per modality.
+
+Each entry names the module and its parts: the data loader (``load(split, seed) -> Items``),
+the frozen tokenizer's class and config, and the function that trains it. Each module also
+holds ``train_<name>_judge`` (``lmforge.omni.judges``) and ``reconstruction_report``. A module
+is imported only when its modality is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from lmforge.errors import UnknownModelError
+
+__all__ = ["MODALITIES", "Modality", "get_modality"]
+
+
+@dataclass(frozen=True)
+class Modality:
+    """Where one modality's parts live: names in the module ``lmforge.omni.<name>``."""
+
+    name: str
+    loader: str
+    tokenizer: str
+    config: str
+    trainer: str
+
+    def part(self, attr: str):
+        return getattr(importlib.import_module(f"lmforge.omni.{self.name}"), attr)
+
+    def load(self, split: str, seed: int = 0):
+        return self.part(self.loader)(split, seed=seed)
+
+    def tokenizer_class(self):
+        return self.part(self.tokenizer)
+
+    def config_class(self):
+        return self.part(self.config)
+
+    def train_tokenizer(self, x, config=None, seed: int = 0, progress: bool = True):
+        config = config if config is not None else self.config_class()()
+        return self.part(self.trainer)(x, config, seed=seed, progress=progress)
+
+    def report(self, tokenizer, items, judge) -> dict:
+        return self.part("reconstruction_report")(tokenizer, items, judge)
+
+
+MODALITIES = {
+    "image": Modality(
+        "image",
+        "load_images",
+        "ImageTokenizer",
+        "ImageTokenizerConfig",
+        "train_image_tokenizer",
+    ),
+    "speech": Modality(
+        "speech",
+        "load_speech",
+        "SpeechTokenizer",
+        "SpeechTokenizerConfig",
+        "train_speech_tokenizer",
+    ),
+    "signal": Modality(
+        "signal",
+        "load_signals",
+        "SignalTokenizer",
+        "SignalTokenizerConfig",
+        "train_signal_tokenizer",
+    ),
+    "points": Modality(
+        "points",
+        "load_points",
+        "PointsTokenizer",
+        "PointsTokenizerConfig",
+        "train_points_tokenizer",
+    ),
+    "video": Modality(
+        "video",
+        "load_videos",
+        "VideoTokenizer",
+        "VideoTokenizerConfig",
+        "train_video_tokenizer",
+    ),
+}
+
+
+def get_modality(name: str) -> Modality:
+    """Raises UnknownModelError naming the known modalities."""
+    if name not in MODALITIES:
+        raise UnknownModelError(f"unknown modality {name!r}; known: {', '.join(MODALITIES)}")
+    return MODALITIES[name]

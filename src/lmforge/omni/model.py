@@ -1,0 +1,199 @@
+"""The any-to-any model as one object: the frozen modality tokenizers, the shared vocabulary and
+lmforge's GPT over it, with the decoding that keeps every generated item well formed.
+
+An omni folder (written and read through ``lmforge.folders``) holds ``config.json`` (kind
+``omni``: the modalities, the vocabulary layout and the training settings), ``decoder/`` (a
+gpt model folder whose tokenizer is the text part of the vocabulary) and one part folder per
+modality tokenizer (``image/``, ``speech/``, ...).
+
+Decoding (``Omni.reply``) follows the layout: outside an item the model writes text, an item's
+opening token, or ``<|end|>``; after ``<image>`` it may only write image codes, exactly
+``tokens_per_item`` of them (with ``<frame>`` placed between a video's frames), and the closing
+token is then written for it. Text is greedy unless asked otherwise; an item's codes are sampled
+(temperature 1 by default: a greedy generator draws one image per label).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from lmforge.errors import CheckpointError
+from lmforge.folders import load_model, load_part, read_record, save_model, save_part
+from lmforge.nn.sampling import Sampler
+from lmforge.omni.modalities import MODALITIES
+from lmforge.omni.vocab import FRAME, Item, OmniVocab, encode_conversation
+
+__all__ = ["KIND", "Omni", "GREEDY", "ITEM_SAMPLER"]
+
+KIND = "omni"
+GREEDY = Sampler(temperature=0.0)
+ITEM_SAMPLER = Sampler(temperature=1.0)
+
+
+@dataclass
+class Omni:
+    """The decoder, its vocabulary and the modality tokenizers (name -> tokenizer)."""
+
+    decoder: torch.nn.Module
+    vocab: OmniVocab
+    tokenizers: dict
+    record: dict
+
+    def save(self, folder: str | os.PathLike, locked: bool = False) -> Path:
+        """Write the folder (``locked``: the caller holds its lock, as ``train_omni`` does)."""
+        out = Path(folder)
+        for name, tokenizer in self.tokenizers.items():
+            tokenizer.save(out / name)
+        save_model(out / "decoder", self.decoder, self.vocab.text, omni=self.vocab.layout())
+        config = {**self.record, "modalities": list(self.tokenizers), "layout": self.vocab.layout()}
+        return save_part(out, KIND, config, {}, locked=locked)
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> Omni:
+        """Raises CheckpointError: not an omni folder, or a part missing or damaged."""
+        path = Path(folder)
+        if not (path / "config.json").exists():
+            raise CheckpointError(
+                f"{path}: no omni model here; make one with `lmforge omni train --out {path}`"
+            )
+        record, _ = load_part(path, KIND)
+        tokenizers = {}
+        for name in record.get("modalities", []):
+            if name not in MODALITIES:
+                raise CheckpointError(f"{path}: unknown modality {name!r}; re-create the folder")
+            tokenizers[name] = MODALITIES[name].tokenizer_class().load(path / name)
+        decoder, text, _ = load_model(path / "decoder")
+        vocab = OmniVocab.from_layout(text, record["layout"])
+        if decoder.config.vocab_size != vocab.vocab_size:
+            raise CheckpointError(
+                f"{path}: the decoder has {decoder.config.vocab_size} tokens, the layout "
+                f"{vocab.vocab_size}; re-create the folder with `lmforge omni train`"
+            )
+        return cls(decoder.eval(), vocab, tokenizers, record)
+
+    # -- items <-> codes --------------------------------------------------------------------
+
+    def encode(self, modality: str, x: torch.Tensor) -> list[Item]:
+        """Items (B, ...) of ``modality`` as their codes."""
+        codes = self.tokenizers[modality].encode(x)
+        return [Item(modality, tuple(row)) for row in codes.tolist()]
+
+    def decode(self, item: Item) -> torch.Tensor:
+        """An item's codes back to the modality's form (one item, no batch dimension)."""
+        return self.tokenizers[item.modality].decode(torch.tensor([item.codes]))[0]
+
+    # -- decoding ---------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def reply(
+        self,
+        conversations: list[list[dict]],
+        max_new_tokens: int = 160,
+        text: Sampler = GREEDY,
+        items: Sampler = ITEM_SAMPLER,
+        seed: int = 0,
+    ) -> list[list]:
+        """The assistant's next turn in each conversation, as parts (text and ``Item``\\ s).
+
+        Conversations of equal prompt length are decoded together, one batch per length.
+        """
+        prompts = [
+            encode_conversation(self.vocab, m)[0] + [self.vocab.assistant] for m in conversations
+        ]
+        replies: list = [None] * len(prompts)
+        generator = torch.Generator().manual_seed(seed)
+        by_length: dict[int, list[int]] = {}
+        for i, ids in enumerate(prompts):
+            by_length.setdefault(len(ids), []).append(i)
+        for rows in by_length.values():
+            batch = torch.tensor([prompts[i][-self.decoder.config.max_seq_len :] for i in rows])
+            for i, ids in zip(
+                rows, self._decode(batch, max_new_tokens, text, items, generator), strict=False
+            ):
+                replies[i] = self.vocab.decode(ids)
+        return replies
+
+    def _decode(self, prompt, max_new_tokens, text, items, generator) -> list[list[int]]:
+        vocab, rows = self.vocab, prompt.shape[0]
+        masks = self._masks()
+        logits, cache = self.decoder.step(prompt)
+        out: list[list[int]] = [[] for _ in range(rows)]
+        inside: list[str | None] = [None] * rows  # the modality of the item being written
+        count = [0] * rows  # its codes so far
+        done = [False] * rows
+        for _ in range(max_new_tokens):
+            allowed = torch.stack([masks[m or "text"] for m in inside])  # (B, V)
+            scores = logits.float().masked_fill(~allowed, float("-inf"))
+            chosen_text, chosen_item = text(scores, generator), items(scores, generator)
+            next_ids = []
+            for r in range(rows):
+                token = int(chosen_item[r] if inside[r] else chosen_text[r])
+                forced = self._forced(inside[r], count[r], out[r])
+                token = forced if forced is not None else token
+                if done[r]:
+                    token = vocab.end
+                elif inside[r] and forced is None:
+                    count[r] += 1
+                elif token == vocab.boundary.get(f"</{inside[r]}>"):
+                    inside[r], count[r] = None, 0
+                elif token in self._openings:
+                    inside[r] = self._openings[token]
+                if not done[r]:
+                    out[r].append(token)
+                done[r] = done[r] or token == vocab.end
+                next_ids.append(token)
+            if all(done):
+                break
+            logits, cache = self.decoder.step(torch.tensor(next_ids)[:, None], cache)
+        return out
+
+    def _forced(self, modality: str | None, count: int, written: list[int]) -> int | None:
+        """The token the layout dictates here: a closing token after the last code, a
+        ``<frame>`` between frames; None where the model chooses."""
+        if modality is None:
+            return None
+        length = self.vocab.sizes[modality][1]
+        if count == length:
+            return self.vocab.boundary[f"</{modality}>"]
+        frames = self.vocab.frames.get(modality)
+        frame = self.vocab.boundary[FRAME]
+        if frames and count and count % (length // frames) == 0 and written[-1] != frame:
+            return frame
+        return None
+
+    @property
+    def _openings(self) -> dict[int, str]:
+        return {self.vocab.boundary[f"<{m}>"]: m for m in self.vocab.sizes}
+
+    def _masks(self) -> dict[str, torch.Tensor]:
+        """Which ids may come next: "text" outside an item, a modality's codes inside one."""
+        vocab, size = self.vocab, self.vocab.vocab_size
+        text = torch.zeros(size, dtype=torch.bool)
+        text[: vocab.text.vocab_size] = True
+        for token in (
+            vocab.user,
+            vocab.assistant,
+            vocab.system,
+            vocab.text.bos_id,
+            vocab.text.pad_id,
+        ):
+            text[token] = False
+        text[list(self._openings)] = True
+        masks = {"text": text}
+        for name in vocab.sizes:
+            inside = torch.zeros(size, dtype=torch.bool)
+            inside[list(vocab.allowed(name))] = True
+            masks[name] = inside
+        return masks
+
+
+def is_omni_folder(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` holds an omni model (its ``config.json`` says so)."""
+    try:
+        return read_record(folder).get("kind") == KIND
+    except CheckpointError:
+        return False

@@ -1,0 +1,244 @@
+"""``lmforge omni train``: the AnyGPT recipe end to end, small.
+
+1. Each modality's tokenizer is trained on its own training items and frozen (a folder that
+   holds one already keeps it).
+2. The shared vocabulary is laid out (``lmforge.omni.vocab``) and every training item encoded.
+3. Conversations are drawn from the templates (``lmforge.omni.tasks``): every task in both
+   directions, the cross-modal pairs and the chains, in equal shares.
+4. lmforge's GPT is trained on them with the one Trainer (``ChatTask``: the loss counts the
+   assistant's turns only), and the folder written (``Omni.save``).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from lmforge.config import build_config, config_to_dict
+from lmforge.errors import CheckpointError, ConfigError
+from lmforge.folders import CONFIG_FILE
+from lmforge.lock import folder_lock
+from lmforge.models import get_family
+from lmforge.omni.items import Items
+from lmforge.omni.modalities import MODALITIES, get_modality
+from lmforge.omni.model import KIND, Omni
+from lmforge.omni.tasks import (
+    TASKS,
+    Bank,
+    chain_conversation,
+    conversation,
+    item_names,
+    template_texts,
+)
+from lmforge.omni.vocab import OmniVocab, encode_conversation
+from lmforge.tokenize import train_tokenizer, with_role_tokens
+from lmforge.train.config import TrainConfig
+from lmforge.train.tasks import ChatTask
+from lmforge.train.trainer import Trainer
+from lmforge.vertical import about_minutes
+from lmforge.workflows import build_model
+
+__all__ = ["DECODER", "OmniConfig", "banks_of", "settings", "tasks_of", "train_omni"]
+
+
+# The decoder's gpt settings (``OmniConfig.decoder`` overrides any of them).
+DECODER = {
+    "d_model": 256,
+    "n_layers": 4,
+    "n_heads": 8,
+    "d_ff": 1024,
+    "max_seq_len": 256,
+    "dropout": 0.0,
+    "positions": "rotary",
+}
+
+
+@dataclass(frozen=True)
+class OmniConfig:
+    """The modalities, the decoder and its training (``--set`` overrides any field).
+
+    The default, on a 2-core CPU: a 4 x 256 GPT with 256 rotary positions (``DECODER``), 3,000
+    steps of 16 packed rows (about 12 million tokens, some 3 passes over the conversations).
+
+    Attributes:
+        tokenizers: modality -> its tokenizer's settings (``{"image": {"steps": 500}}``).
+        decoder: gpt settings over ``DECODER`` (``{"n_layers": 2}``).
+        per_task: conversations drawn per task.
+        tokens_per_second: the training speed the time estimate divides by (2-core CPU).
+    """
+
+    modalities: tuple[str, ...] = tuple(MODALITIES)
+    tokenizers: dict = field(default_factory=dict)
+    decoder: dict = field(default_factory=dict)
+    per_task: int = 6000
+    steps: int = 3000
+    batch_size: int = 16
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_steps: int = 100
+    seed: int = 0
+    tokens_per_second: float = 6000.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.modalities, list):
+            object.__setattr__(self, "modalities", tuple(self.modalities))
+        for name in self.modalities:
+            get_modality(name)
+        for name, sets in self.tokenizers.items():
+            if name not in self.modalities or not isinstance(sets, dict):
+                raise ConfigError(
+                    f"tokenizers maps a modality of {list(self.modalities)} to its settings "
+                    f'(e.g. {{"image": {{"steps": 500}}}}); got {name!r}: {sets!r}'
+                )
+        build_config(get_family("gpt").config_class, {**self.gpt, "vocab_size": 2}, {})
+        if "image" not in self.modalities:
+            raise ConfigError("modalities must include image (every chain starts from one)")
+        for name in ("per_task", "steps", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+
+    @property
+    def gpt(self) -> dict:
+        """The decoder's gpt settings: ``DECODER`` with ``decoder`` over it."""
+        return {**DECODER, **self.decoder}
+
+
+def tasks_of(modalities) -> list[str]:
+    """The tasks whose modalities are all present, and "chain" when image and speech are."""
+    present = {"text", *modalities}
+    tasks = [t for t, pair in TASKS.items() if set(pair) <= present]
+    return tasks + (["chain"] if {"image", "speech"} <= present else [])
+
+
+def banks_of(tokenizers: dict, items: dict[str, Items]) -> dict[str, Bank]:
+    return {
+        m: Bank(m, tokenizers[m].encode(items[m].x), item_names(m, items[m])) for m in tokenizers
+    }
+
+
+def draw(tasks, banks, count: int, seed: int) -> list[list[dict]]:
+    """``count`` conversations of each task, drawn with a seeded generator."""
+    rng = random.Random(seed)
+    out = []
+    for task in tasks:
+        for _ in range(count):
+            if task == "chain":
+                out.append(chain_conversation(banks, rng)[0])
+            else:
+                out.append(conversation(task, banks, rng)[0])
+    return out
+
+
+def train_omni(
+    out_dir: str | os.PathLike,
+    config: OmniConfig = OmniConfig(),
+    say: Callable[[str], None] = print,
+    progress: bool = True,
+) -> Omni:
+    """Train the tokenizers that ``out_dir`` does not keep, then the decoder; write the folder.
+
+    Raises:
+        CheckpointError: ``out_dir`` holds something that is not an omni model.
+    """
+    out = Path(out_dir)
+    if (out / CONFIG_FILE).exists() and not _is_omni(out):
+        raise CheckpointError(f"{out} holds another kind of folder; give a new --out")
+    out.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out):
+        start = time.time()
+        kept = {m for m in config.modalities if (out / m / CONFIG_FILE).exists()}
+        tasks = tasks_of(config.modalities)
+        gpt = config.gpt
+        decoder_tokens = config.steps * config.batch_size * (gpt["max_seq_len"] + 1)
+        minutes = (
+            decoder_tokens / config.tokens_per_second + 90 * (len(config.modalities) - len(kept))
+        ) / 60
+        say(
+            f"omni: {len(config.modalities)} tokenizers ({len(kept)} kept), then a "
+            f"{gpt['n_layers']} x {gpt['d_model']} gpt on {len(tasks)} tasks, {config.steps} "
+            f"steps; {about_minutes(minutes)} on a 2-core CPU"
+        )
+        tokenizers, train_items = {}, {}
+        for i, name in enumerate(config.modalities, 1):
+            modality = MODALITIES[name]
+            train_items[name] = modality.load("train", seed=config.seed)
+            if name in kept:
+                say(f"1/3 tokenizer {i}/{len(config.modalities)}: {name} (kept)")
+                tokenizers[name] = modality.tokenizer_class().load(out / name)
+            else:
+                say(f"1/3 tokenizer {i}/{len(config.modalities)}: training the {name} tokenizer")
+                settings = build_config(
+                    modality.config_class(), config.tokenizers.get(name, {}), {}
+                )
+                threads = torch.get_num_threads()
+                torch.set_num_threads(1)  # small convolutions: a second thread only waits
+                try:
+                    tokenizers[name] = modality.train_tokenizer(
+                        train_items[name].x, settings, seed=config.seed, progress=progress
+                    )
+                finally:
+                    torch.set_num_threads(threads)
+                tokenizers[name].save(out / name)
+        say("2/3 encoding the items and drawing the conversations")
+        vocab = _vocab(tokenizers, train_items)
+        banks = banks_of(tokenizers, train_items)
+        rows = [
+            encode_conversation(vocab, m) for m in draw(tasks, banks, config.per_task, config.seed)
+        ]
+        say(f"3/3 training the decoder on {len(rows):,} conversations")
+        decoder = _train_decoder(vocab, rows, config, progress)
+        record = {"config": config_to_dict(config), "seconds": round(time.time() - start, 1)}
+        omni = Omni(decoder.eval(), vocab, tokenizers, record)
+        omni.save(out, locked=True)
+    say(f"omni model written to {out} in {about_minutes((time.time() - start) / 60)}")
+    return omni
+
+
+def _vocab(tokenizers: dict, items: dict[str, Items]) -> OmniVocab:
+    names = [n for m, its in items.items() for n in set(item_names(m, its))]
+    text = with_role_tokens(train_tokenizer("char", [*template_texts(), *names]))
+    sizes = {m: (t.codebook_size, t.tokens_per_item) for m, t in tokenizers.items()}
+    frames = {
+        m: t.frames for m, t in tokenizers.items() if isinstance(getattr(t, "frames", None), int)
+    }
+    return OmniVocab(text, sizes, frames)
+
+
+def _train_decoder(vocab: OmniVocab, rows, config: OmniConfig, progress: bool):
+    torch.manual_seed(config.seed)
+    model, _ = build_model("gpt", vocab.vocab_size, config.gpt)
+    task = ChatTask.from_rows(model, rows, None, vocab.text.pad_id, config.batch_size, config.seed)
+    train = TrainConfig(
+        batch_size=config.batch_size,
+        seq_len=config.gpt["max_seq_len"],
+        max_steps=config.steps,
+        lr=config.lr,
+        min_lr=config.min_lr,
+        warmup_steps=config.warmup_steps,
+        eval_interval=config.steps,
+        seed=config.seed,
+    )
+    Trainer(model, train, progress=progress, task=task).fit()
+    return model
+
+
+def _is_omni(folder: Path) -> bool:
+    from lmforge.folders import read_record
+
+    return read_record(folder).get("kind") == KIND
+
+
+def settings(sets: dict) -> OmniConfig:
+    """An ``OmniConfig`` from ``--set`` values.
+
+    Raises:
+        ConfigError: an unknown key (listing the valid ones) or a bad value.
+    """
+    return build_config(OmniConfig, sets, {})

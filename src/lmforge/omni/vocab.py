@@ -1,0 +1,158 @@
+"""One vocabulary over every modality, laid out as AnyGPT (Zhan et al. 2024, section 3) does.
+
+The ids are, in order:
+
+1. the text tokens: a char tokenizer of lmforge with the chat role tokens (``<|user|>``,
+   ``<|assistant|>``, ``<|end|>``, ...), exactly as a text chat model has them;
+2. each modality's code range, one after the other (``image`` codes ``0..K-1`` are ids
+   ``offset_image .. offset_image + K - 1``);
+3. the boundary tokens ``<image>``, ``</image>``, ... one pair per modality, and ``<frame>``,
+   the separator between a video's frames.
+
+A message's content is a list of parts: a string (text), or an ``Item`` (a modality and its
+codes). A conversation is written as the default chat template writes one,
+``<s><|user|>...<|end|><|assistant|>...<|end|>``, with an item written as
+``<image> c1 c2 ... </image>`` (a video as ``<video> f1 <frame> f2 ... </video>``). Only the
+assistant's parts and its ``<|end|>`` carry loss (``encode_conversation``'s mask).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from lmforge.errors import ConfigError
+from lmforge.tokenize import Tokenizer
+from lmforge.tokenize.chat import END_OF_TURN, ROLE_TOKENS, encode_text
+
+__all__ = ["FRAME", "Item", "OmniVocab", "encode_conversation"]
+
+FRAME = "<frame>"
+
+
+@dataclass(frozen=True)
+class Item:
+    """One item of a modality inside a message: its codes, ``tokens_per_item`` of them."""
+
+    modality: str
+    codes: tuple[int, ...]
+
+
+class OmniVocab:
+    """The shared vocabulary: text ids, then the code ranges, then the boundary tokens.
+
+    Args:
+        text: the text tokenizer (with the role tokens).
+        sizes: each modality's (codebook_size, tokens_per_item), in layout order.
+        frames: modalities whose items are frames of equal length (video: number of frames).
+    """
+
+    def __init__(
+        self,
+        text: Tokenizer,
+        sizes: dict[str, tuple[int, int]],
+        frames: dict[str, int] | None = None,
+    ) -> None:
+        self.text, self.sizes, self.frames = text, dict(sizes), dict(frames or {})
+        self.offsets: dict[str, int] = {}
+        next_id = text.vocab_size
+        for name, (codebook, _) in self.sizes.items():
+            self.offsets[name] = next_id
+            next_id += codebook
+        self.boundary: dict[str, int] = {}
+        for name in self.sizes:
+            self.boundary[f"<{name}>"], self.boundary[f"</{name}>"] = next_id, next_id + 1
+            next_id += 2
+        self.boundary[FRAME] = next_id
+        self.vocab_size = next_id + 1
+        index = text._index()
+        self.user, self.assistant = index[ROLE_TOKENS["user"]], index[ROLE_TOKENS["assistant"]]
+        self.system, self.end = index[ROLE_TOKENS["system"]], index[END_OF_TURN]
+
+    def layout(self) -> dict:
+        """The JSON form (``from_layout`` reads it back, given the text tokenizer)."""
+        return {"sizes": {k: list(v) for k, v in self.sizes.items()}, "frames": self.frames}
+
+    @classmethod
+    def from_layout(cls, text: Tokenizer, layout: dict) -> OmniVocab:
+        return cls(text, {k: tuple(v) for k, v in layout["sizes"].items()}, layout["frames"])
+
+    def item_ids(self, item: Item) -> list[int]:
+        """``<m> codes </m>``; a framed modality gets ``<frame>`` between its frames."""
+        codebook, length = self.sizes[item.modality]
+        codes = list(item.codes)
+        if len(codes) != length or not all(0 <= c < codebook for c in codes):
+            raise ConfigError(
+                f"a {item.modality} item is {length} codes in [0, {codebook}); got {len(codes)}"
+            )
+        ids = [self.offsets[item.modality] + c for c in codes]
+        frames = self.frames.get(item.modality)
+        if frames:
+            step = length // frames
+            framed = []
+            for f in range(frames):
+                framed += ([self.boundary[FRAME]] if f else []) + ids[f * step : (f + 1) * step]
+            ids = framed
+        return [self.boundary[f"<{item.modality}>"], *ids, self.boundary[f"</{item.modality}>"]]
+
+    def content_ids(self, parts: Sequence[str | Item]) -> list[int]:
+        ids: list[int] = []
+        for part in parts:
+            ids += encode_text(self.text, part) if isinstance(part, str) else self.item_ids(part)
+        return ids
+
+    def modality_of(self, token: int) -> str | None:
+        """The modality whose code range holds ``token``, or None."""
+        for name, (codebook, _) in self.sizes.items():
+            if self.offsets[name] <= token < self.offsets[name] + codebook:
+                return name
+        return None
+
+    def allowed(self, modality: str) -> range:
+        """The ids of ``modality``'s codes."""
+        return range(self.offsets[modality], self.offsets[modality] + self.sizes[modality][0])
+
+    def decode(self, ids: Sequence[int]) -> list[str | Item]:
+        """Parts of a turn's ids, up to its ``<|end|>``: text runs, and the items between a
+        modality's boundaries (an item cut short or holding foreign ids is dropped: the judge
+        counts it wrong)."""
+        parts: list[str | Item] = []
+        opening = {self.boundary[f"<{m}>"]: m for m in self.sizes}
+        text: list[int] = []
+        i = 0
+        while i < len(ids):
+            token = ids[i]
+            if token in opening:
+                name, codes, i = opening[token], [], i + 1
+                while i < len(ids) and ids[i] != self.boundary[f"</{name}>"]:
+                    if self.modality_of(ids[i]) == name:
+                        codes.append(ids[i] - self.offsets[name])
+                    i += 1
+                if text:
+                    parts.append(self.text.decode(text))
+                    text = []
+                if len(codes) == self.sizes[name][1]:
+                    parts.append(Item(name, tuple(codes)))
+            elif token == self.end:  # the turn ends here
+                break
+            elif token < self.text.vocab_size:
+                text.append(token)
+            i += 1
+        if text:
+            parts.append(self.text.decode(text))
+        return parts
+
+
+def encode_conversation(vocab: OmniVocab, messages: Sequence[dict]) -> tuple[list[int], list[bool]]:
+    """A conversation's ids and which of them the assistant wrote (its parts and ``<|end|>``).
+
+    Args:
+        messages: ``{"role": "user"|"assistant"|"system", "content": [str | Item, ...]}``.
+    """
+    ids, mask = [vocab.text.bos_id], [False]
+    role_ids = {"user": vocab.user, "assistant": vocab.assistant, "system": vocab.system}
+    for message in messages:
+        body = [*vocab.content_ids(message["content"]), vocab.end]
+        ids += [role_ids[message["role"]], *body]
+        mask += [False] + [message["role"] == "assistant"] * len(body)
+    return ids, mask

@@ -1,0 +1,130 @@
+"""The any-to-any model's shared vocabulary, its conversations and its constrained decoding."""
+
+import random
+
+import pytest
+import torch
+
+from lmforge.errors import ConfigError
+from lmforge.omni.model import Omni
+from lmforge.omni.tasks import TASKS, Bank, chain_conversation, conversation, template_texts
+from lmforge.omni.vocab import FRAME, Item, OmniVocab, encode_conversation
+from lmforge.tokenize import train_tokenizer, with_role_tokens
+from lmforge.workflows import build_model
+
+SIZES = {"image": (8, 4), "speech": (6, 3), "video": (5, 6)}
+
+
+@pytest.fixture(scope="module")
+def vocab():
+    text = with_role_tokens(train_tokenizer("char", [*template_texts(), "seven"]))
+    return OmniVocab(text, SIZES, frames={"video": 2})
+
+
+def test_layout_is_text_then_code_ranges_then_boundaries(vocab):
+    text_size = vocab.text.vocab_size
+    assert vocab.offsets == {"image": text_size, "speech": text_size + 8, "video": text_size + 14}
+    boundaries = sorted(vocab.boundary.values())
+    assert boundaries == list(range(text_size + 19, vocab.vocab_size))
+    assert len(boundaries) == 2 * len(SIZES) + 1  # <m>, </m> per modality and <frame>
+    for name, (size, _) in SIZES.items():
+        assert [vocab.modality_of(i) for i in vocab.allowed(name)] == [name] * size
+    assert vocab.modality_of(0) is None and vocab.modality_of(vocab.boundary[FRAME]) is None
+
+
+def test_item_ids_are_bounded_and_framed(vocab):
+    ids = vocab.item_ids(Item("video", (0, 1, 2, 3, 4, 0)))
+    offset, frame = vocab.offsets["video"], vocab.boundary[FRAME]
+    assert ids == [
+        vocab.boundary["<video>"],
+        offset, offset + 1, offset + 2, frame, offset + 3, offset + 4, offset,
+        vocab.boundary["</video>"],
+    ]  # fmt: skip
+    with pytest.raises(ConfigError, match="image item is 4 codes"):
+        vocab.item_ids(Item("image", (1, 2, 3)))
+    with pytest.raises(ConfigError, match=r"\[0, 8\)"):
+        vocab.item_ids(Item("image", (1, 2, 3, 8)))
+
+
+def test_only_the_assistant_turns_carry_loss(vocab):
+    image = Item("image", (1, 2, 3, 4))
+    messages = [
+        {"role": "user", "content": [image, "What digit is this?"]},
+        {"role": "assistant", "content": ["seven"]},
+        {"role": "user", "content": ["Draw it again."]},
+        {"role": "assistant", "content": [image]},
+    ]
+    ids, mask = encode_conversation(vocab, messages)
+    scored = [i for i, m in zip(ids, mask, strict=True) if m]
+    answer = vocab.text.encode("seven", markers=False)
+    assert scored == [*answer, vocab.end, *vocab.item_ids(image), vocab.end]
+    assert ids[0] == vocab.text.bos_id and ids[1] == vocab.user
+    assert vocab.decode(ids[ids.index(vocab.assistant) + 1 :])[0] == "seven"
+
+
+def test_decode_reads_items_back_and_drops_broken_ones(vocab):
+    image = Item("image", (7, 0, 3, 3))
+    ids = vocab.content_ids(["a", image, "b"])
+    assert vocab.decode(ids) == ["a", image, "b"]
+    cut = vocab.content_ids([image])[:-2] + [vocab.boundary["</image>"]]  # one code short
+    assert vocab.decode(cut) == []
+
+
+def test_tasks_draw_matching_answers():
+    codes = torch.arange(12).reshape(6, 2) % 4
+    banks = {
+        "image": Bank("image", codes, ["one", "two", "one", "two", "one", "two"]),
+        "speech": Bank("speech", codes[:4], ["one", "two", "red", "blue"]),
+    }
+    rng = random.Random(0)
+    messages, gold = conversation("image->text", banks, rng, index=1)
+    assert gold == "two" and messages[-1]["content"] == ["two"]
+    for _ in range(20):  # cross-modal pairs use labels both banks hold
+        messages, gold = conversation("speech->image", banks, rng)
+        assert gold in ("one", "two")
+        answer = messages[-1]["content"][0]
+        assert banks["image"].names[list(map(tuple, codes.tolist())).index(answer.codes)] == gold
+    chain, gold = chain_conversation(banks, rng)
+    assert [m["role"] for m in chain] == ["user", "assistant"] * 3
+    assert chain[1]["content"] == [gold] and chain[5]["content"][0].modality == "speech"
+    assert set(TASKS) >= {"image->text", "text->image", "speech->image", "image->speech"}
+
+
+class _Biased:
+    """A decoder whose scores favour opening items, so that decoding must close them."""
+
+    def __init__(self, model, bias):
+        self.model, self.bias, self.config = model, bias, model.config
+
+    def step(self, ids, cache=None):
+        logits, cache = self.model.step(ids, cache)
+        return logits + self.bias, cache
+
+
+def test_decoding_keeps_items_well_formed_even_from_random_weights(vocab):
+    torch.manual_seed(0)
+    overrides = {"d_model": 32, "n_layers": 1, "n_heads": 2, "d_ff": 64, "max_seq_len": 64}
+    model, _ = build_model("gpt", vocab.vocab_size, overrides)
+    bias = torch.zeros(vocab.vocab_size)
+    bias[[vocab.boundary["<video>"], vocab.boundary["<image>"]]] = 6.0
+    bias[vocab.boundary["</video>"]] = 9.0  # a closing token the layout must not let through
+    omni = Omni(_Biased(model.eval(), bias), vocab, {}, {})
+    asked = [
+        [{"role": "user", "content": ["Draw a seven."]}],
+        [{"role": "user", "content": ["Hi"]}],
+    ]
+    replies = omni.reply(asked, max_new_tokens=40, seed=1)
+    items = [p for reply in replies for p in reply if isinstance(p, Item)]
+    assert len(items) >= 2
+    for item in items:
+        assert len(item.codes) == SIZES[item.modality][1]
+        assert all(0 <= c < SIZES[item.modality][0] for c in item.codes)
+    from lmforge.omni.model import GREEDY, ITEM_SAMPLER
+
+    prompt = torch.tensor([[vocab.text.bos_id, vocab.assistant]])
+    ids = omni._decode(prompt, 60, GREEDY, ITEM_SAMPLER, None)[0]
+    opened = sum(ids.count(vocab.boundary[f"<{m}>"]) for m in SIZES)
+    assert opened >= 1 and opened == sum(isinstance(p, Item) for p in vocab.decode(ids))
+    if vocab.boundary["<video>"] in ids:  # frames are separated by the layout
+        start = ids.index(vocab.boundary["<video>"])
+        assert ids[start + 4] == vocab.boundary[FRAME]
