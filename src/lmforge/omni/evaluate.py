@@ -39,16 +39,17 @@ def evaluate_omni(
     json_path: str | os.PathLike | None = None,
     grid_path: str | os.PathLike | None = None,
     limit: int = 0,
-    seed: int = 0,
     say: Callable[[str], None] = print,
 ) -> list[dict]:
     """Score the omni model in ``folder`` on every task; write the rows as JSON and a picture
-    grid (the generated digits, a row per label) if asked.
+    grid (the generated digits, a row per label) if asked. The held-out items are those of the
+    seed the model was trained with (another seed would split the digits otherwise).
 
     Args:
         limit: score at most this many held-out items per task (0: all).
     """
     omni = Omni.load(folder)
+    seed = omni.record.get("config", {}).get("seed", 0)
     names = list(omni.tokenizers)
     say(f"1/3 judges and baselines for {', '.join(names)}")
     train = {m: MODALITIES[m].load("train", seed=seed) for m in names}
