@@ -122,8 +122,9 @@ def _session(omni, args: argparse.Namespace) -> int:
             continue
         try:
             turn = user_turn(omni, line, image, audio)
-        except LMForgeError as err:
+        except LMForgeError as err:  # the file is dropped: the next turn starts clean
             print(f"lmforge: error: {err}", file=sys.stderr)
+            image = audio = None
             continue
         image = audio = None
         history.append(turn)
