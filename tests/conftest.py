@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -35,13 +36,22 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def one_thread():
+    """One torch thread for a ``with`` block: module fixtures run before the autouse fixture."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def one_torch_thread():
     """Tiny models run fastest on one thread; two oversubscribe a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with one_thread():
+        yield
 
 
 @pytest.fixture

@@ -3,13 +3,13 @@ learning held-out topics and tags, metrics, the folder round trip, bad data, and
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 
 import pytest
 import torch
 from bert_topics import TOPICS, topic_documents, topic_examples, topic_words
+from conftest import one_thread
 from torch import nn
 
 from lmforge.data.labelled import encode_examples, read_examples
@@ -27,17 +27,6 @@ from lmforge.workflows import train_family
 TINY = dict(d_model=64, n_layers=1, n_heads=4, d_ff=128, max_seq_len=32, dropout=0.0)
 FAST = dict(batch_size=16, lr=3e-3, schedule="constant", seed=0)
 NAMES = list(TOPICS)[:3]  # three topics: chance is 1/3
-
-
-@contextlib.contextmanager
-def one_thread():
-    """One torch thread (the autouse fixture is function-scoped; module fixtures run first)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -3,13 +3,13 @@ pseudo-perplexity (Salazar et al. 2020)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 
 import pytest
 import torch
 from bert_topics import topic_documents, topic_words
+from conftest import one_thread
 from torch.nn import functional as F
 
 from lmforge.data.mlm import IGNORE_INDEX
@@ -24,17 +24,6 @@ from lmforge.workflows import train_family
 # Wide enough to learn next-sentence prediction (a comparison of A's and B's topics) in 300 steps.
 TINY = dict(d_model=64, n_layers=1, n_heads=8, d_ff=256, max_seq_len=32, dropout=0.0)
 TOPICS = 3
-
-
-@contextlib.contextmanager
-def one_thread():
-    """One torch thread (the autouse fixture is function-scoped; module fixtures run first)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,9 @@
 """Tests for lmforge.omni.image: the digits split, the VQ math, the tokenizer, judge and PNGs."""
 
-from contextlib import contextmanager
-
 import numpy as np
 import pytest
 import torch
+from conftest import one_thread
 
 pytest.importorskip("sklearn", reason="the omni image data and judge need scikit-learn")
 
@@ -46,17 +45,6 @@ def test():
 @pytest.fixture(scope="module")
 def judge(train):
     return train_image_judge(train.x, train.y)
-
-
-@contextmanager
-def one_thread():
-    """One torch thread for a module fixture (set up before conftest's per-test fixture)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

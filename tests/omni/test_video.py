@@ -1,9 +1,8 @@
 """Tests for lmforge.omni.video: moving digits, the per-frame tokenizer and the judge."""
 
-from contextlib import contextmanager
-
 import pytest
 import torch
+from conftest import one_thread
 
 pytest.importorskip("sklearn", reason="the omni video data and judge need scikit-learn")
 
@@ -36,17 +35,6 @@ def test():
 @pytest.fixture(scope="module")
 def judge(train):
     return train_video_judge(train.x, train.y, train.extra["direction"])
-
-
-@contextmanager
-def one_thread():
-    """One torch thread for a module fixture (set up before conftest's per-test fixture)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -119,7 +119,7 @@ class Omni:
 
     def _decode(self, prompt, max_new_tokens, text, items, generator) -> list[list[int]]:
         vocab, rows = self.vocab, prompt.shape[0]
-        masks = self._masks()
+        masks, openings = self._masks(), self._openings
         logits, cache = self.decoder.step(prompt)
         out: list[list[int]] = [[] for _ in range(rows)]
         inside: list[str | None] = [None] * rows  # the modality of the item being written
@@ -140,8 +140,8 @@ class Omni:
                     count[r] += 1
                 elif token == vocab.boundary.get(f"</{inside[r]}>"):
                     inside[r], count[r] = None, 0
-                elif token in self._openings:
-                    inside[r] = self._openings[token]
+                elif token in openings:
+                    inside[r] = openings[token]
                 if not done[r]:
                     out[r].append(token)
                 done[r] = done[r] or token == vocab.end
