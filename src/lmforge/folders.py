@@ -178,7 +178,7 @@ def load_part(folder: str | os.PathLike, kind: str) -> tuple[dict, dict[str, tor
     if record.get("kind") != kind or not isinstance(record.get("config"), dict):
         found = record.get("kind") or record.get("family") or "no kind"
         raise CheckpointError(
-            f"{path} holds {found!r}, not {kind!r}; give a {kind} folder, or re-create it"
+            f"{path} holds {found!r}, not {kind!r}; give a folder of that kind, or re-create it"
         )
     try:
         tensors = load_file(str(path / WEIGHTS_FILE))
