@@ -15,12 +15,16 @@ from lmforge.omni.image import (  # noqa: E402
     DIGIT_NAMES,
     ImageTokenizer,
     ImageTokenizerConfig,
+    augment_images,
     baseline_svc,
+    bigger_images,
     image_from_png,
     image_grid,
+    ink,
     load_images,
     quantize,
     reconstruction_report,
+    redraw,
     restart_dead_codes,
     save_png,
     straight_through,
@@ -81,6 +85,29 @@ def test_split_is_fixed_by_seed_and_disjoint(train, test):
         strict=True,
     ):
         assert torch.equal(a, b)
+
+
+def test_augmented_copies_follow_their_labels_and_stay_readable(train, test, judge):
+    items = test.subset(slice(0, 100))
+    more = augment_images(items, 3, seed=1)
+    assert more.x.shape == (400, 8, 8) and more.y.tolist() == items.y.tolist() * 4
+    assert torch.equal(more.x[:100], items.x)  # the originals first, untouched
+    copies = more.x[100:]
+    assert copies.min() >= 0 and copies.max() <= 1
+    assert (copies - items.x.repeat(3, 1, 1)).abs().mean() > 0.03  # really perturbed
+    assert torch.equal(augment_images(items, 3, seed=1).x, more.x)  # seeded
+    assert not torch.equal(augment_images(items, 3, seed=2).x, more.x)
+    right = (judge.predict(copies) == more.y[100:]).float().mean()
+    assert right > 0.8  # the label holds (the judge names 0.99 of the originals)
+    assert augment_images(items, 0) is items
+
+
+def test_redraw_identity_and_bigger_digits_have_more_ink(test, judge):
+    identity = torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]).expand(len(test), 2, 3)
+    assert torch.allclose(redraw(test.x, identity), test.x)
+    big = bigger_images(test.x)
+    assert (ink(big) > ink(test.x)).float().mean() > 0.95
+    assert (judge.predict(big) == test.y).float().mean() > 0.9  # still the same digit
 
 
 def test_unknown_split_is_refused():

@@ -11,7 +11,7 @@ import torch
 from lmforge.errors import CheckpointError, ConfigError
 from lmforge.folders import load_model
 from lmforge.omni.evaluate import evaluate_omni
-from lmforge.omni.model import Omni
+from lmforge.omni.model import ITEM_TEMPERATURE, Omni
 from lmforge.omni.train import OmniConfig, settings, train_omni
 
 pytest.importorskip("sklearn", reason="the omni image data are scikit-learn's digits")
@@ -48,6 +48,9 @@ def test_tiny_model_beats_chance_on_image_to_text(tiny, tmp_path):
     assert by_task["image->text"]["baseline"] > 0.95  # the SVC judge on raw pixels
     written = json.loads((tmp_path / "eval.json").read_text())
     assert [set(row) >= {"task", "score", "n", "baseline"} for row in written["rows"]] == [True] * 2
+    assert written["item_temperature"] == ITEM_TEMPERATURE
+    image = written["tokenizers"]["image"]  # the tokenizer's own round trip, judged
+    assert image["mse"] < image["mse_mean_image"] and image["judge_reconstructed"] > 0.8
     assert (tmp_path / "grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -80,6 +83,9 @@ def test_settings_refuse_unknown_keys_and_modalities():
         settings({"decoder": {"d_model": 30, "n_heads": 4}})
     with pytest.raises(ConfigError, match="tokenizers maps a modality"):
         settings({"modalities": ["image"], "tokenizers": {"speech": {}}})
+    with pytest.raises(ConfigError, match="augment maps a modality to 0..16 copies"):
+        settings({"augment": {"image": -1}})
+    assert settings({"augment": {"image": 0}}).augment == {"image": 0}
 
 
 def test_omni_chat_json_contract(tiny, tmp_path):
@@ -104,6 +110,12 @@ def test_omni_chat_json_contract(tiny, tmp_path):
     assert drawn.returncode == 0, drawn.stderr
     images = json.loads(drawn.stdout)["images"]
     assert all(open(p, "rb").read(4) == b"\x89PNG" for p in images)
+    cold = subprocess.run(
+        [sys.executable, "-m", "lmforge", "omni", "chat", str(folder), "--message", "Draw a seven.",
+         "--temperature", "-1"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert cold.returncode == 2 and "temperature must be a number >= 0" in cold.stderr
     missing = subprocess.run(
         [sys.executable, "-m", "lmforge", "omni", "chat", str(folder), "--message", "hi",
          "--image", str(tmp_path / "nope.png")],

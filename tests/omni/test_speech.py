@@ -152,8 +152,8 @@ def test_griffin_lim_rebuilds_closer_than_noise(valid):
 
 def test_round_trip_shapes_range_and_quality(tokenizer, valid):
     codes = tokenizer.encode(valid.x)
-    assert codes.shape == (len(valid), 13) and codes.dtype == torch.int64
-    assert tokenizer.tokens_per_item == 13 and tokenizer.codebook_size == 64
+    assert codes.shape == (len(valid), 14) and codes.dtype == torch.int64  # duration, mean, units
+    assert tokenizer.tokens_per_item == 14 and tokenizer.codebook_size == 64
     assert codes.min() >= 0 and codes.max() < 64
     assert torch.equal(codes, tokenizer.encode(valid.x))
     frames = tokenizer.frames(valid.x)
@@ -187,7 +187,7 @@ def test_bad_inputs_raise_clear_errors(tokenizer):
     with pytest.raises(DataError, match="shape"):
         tokenizer.encode(torch.zeros(2, 100))
     with pytest.raises(DataError, match=r"\[0, 64\)"):
-        tokenizer.decode(torch.full((1, 13), 64))
+        tokenizer.decode(torch.full((1, 14), 64))
     with pytest.raises(ConfigError, match="codebook_size"):
         SpeechTokenizerConfig(codebook_size=300)
     with pytest.raises(ConfigError, match="duration_step"):

@@ -7,7 +7,14 @@ import torch
 
 from lmforge.errors import ConfigError
 from lmforge.omni.model import Omni
-from lmforge.omni.tasks import TASKS, Bank, chain_conversation, conversation, template_texts
+from lmforge.omni.tasks import (
+    TASKS,
+    Bank,
+    chain_conversation,
+    conversation,
+    is_bigger,
+    template_texts,
+)
 from lmforge.omni.vocab import FRAME, Item, OmniVocab, encode_conversation
 from lmforge.tokenize import train_tokenizer, with_role_tokens
 from lmforge.workflows import build_model
@@ -87,6 +94,23 @@ def test_tasks_draw_matching_answers():
     chain, gold = chain_conversation(banks, rng)
     assert [m["role"] for m in chain] == ["user", "assistant"] * 3
     assert chain[1]["content"] == [gold] and chain[5]["content"][0].modality == "speech"
+    assert not is_bigger(chain)  # no bigger drawings in the bank: never asked for
+    banks["image"].bigger = codes + 10
+    asked = set()
+    for i in range(20):  # half the chains ask for the shown digit drawn bigger
+        chain, gold = chain_conversation(banks, rng, index=i % 4)
+        asked.add(is_bigger(chain))
+        drawn = chain[3]["content"][0].codes
+        if is_bigger(chain):
+            assert drawn == tuple((codes[i % 4] + 10).tolist())
+        else:
+            assert banks["image"].names[list(map(tuple, codes.tolist())).index(drawn)] == gold
+    assert asked == {True, False}
+    copies = Bank("image", codes, ["one", "two"] * 3, real=2)  # items 2.. perturbed copies
+    assert copies.by_name == {"one": [0], "two": [1]} and copies.among({"one"}) == [0, 2, 4]
+    for _ in range(10):  # copies are given to the model, never its answers
+        messages, gold = conversation("text->image", {"image": copies}, rng)
+        assert messages[-1]["content"][0].codes in {tuple(c) for c in codes[:2].tolist()}
     assert set(TASKS) >= {"image->text", "text->image", "speech->image", "image->speech"}
 
 

@@ -36,6 +36,12 @@ def add_commands(commands) -> None:
         "(default: beside --json, or omni-grid.png)",
     )
     evaluate.add_argument("--limit", type=int, default=0, help="at most this many items a task")
+    evaluate.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="sampling temperature of generated items (default: the model's, 0.5)",
+    )
     evaluate.add_argument("--quiet", action="store_true", help="no stage lines")
     evaluate.set_defaults(run=run_eval)
 
@@ -46,6 +52,9 @@ def add_commands(commands) -> None:
     chat.add_argument("--audio", help="a WAV file of one spoken word")
     chat.add_argument("--out-dir", default="omni-out", help="where reply images and sounds go")
     chat.add_argument("--seed", type=int, default=0, help="seed of the sampled items")
+    chat.add_argument(
+        "--temperature", type=float, default=None, help="of the sampled items (default 0.5)"
+    )
     chat.add_argument("--json", action="store_true", help='print {"reply", "images", "audio"}')
     chat.set_defaults(run=run_chat)
 
@@ -69,7 +78,9 @@ def run_eval(args: argparse.Namespace) -> int:
 
     grid = args.grid or (str(Path(args.json).with_suffix(".png")) if args.json else "omni-grid.png")
     quiet = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr))
-    rows = evaluate_omni(args.model, args.json, grid, args.limit, say=quiet)
+    rows = evaluate_omni(
+        args.model, args.json, grid, args.limit, say=quiet, temperature=_temperature(args)
+    )
     print_table(rows)
     print(f"picture grid: {grid}")
     return 0
@@ -83,7 +94,7 @@ def run_chat(args: argparse.Namespace) -> int:
     if args.message is not None or args.image or args.audio:
         start = time.time()
         turn = user_turn(omni, args.message or "", args.image, args.audio)
-        reply = omni.reply([[turn]], seed=args.seed)[0]
+        reply = omni.reply([[turn]], items=_sampler(args), seed=args.seed)[0]
         result = write_reply(omni, reply, args.out_dir)
         if args.json:
             print(
@@ -128,7 +139,20 @@ def _session(omni, args: argparse.Namespace) -> int:
             continue
         image = audio = None
         history.append(turn)
-        reply = omni.reply([history], seed=args.seed + n)[0]
+        reply = omni.reply([history], items=_sampler(args), seed=args.seed + n)[0]
         history.append({"role": "assistant", "content": reply})
         n += 1
         print("omni>", write_reply(omni, reply, args.out_dir, stem=f"turn{n}")["reply"])
+
+
+def _temperature(args: argparse.Namespace) -> float:
+    from lmforge.omni.model import ITEM_TEMPERATURE
+
+    return ITEM_TEMPERATURE if args.temperature is None else args.temperature
+
+
+def _sampler(args: argparse.Namespace):
+    """The items' sampler (``--temperature``; ConfigError names a bad value)."""
+    from lmforge.nn.sampling import Sampler
+
+    return Sampler(temperature=_temperature(args))

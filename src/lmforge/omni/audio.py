@@ -34,6 +34,7 @@ __all__ = [
     "PEAK",
     "SAMPLE_RATE",
     "WAVE_LENGTH",
+    "change_speed",
     "dct_matrix",
     "frames_to_wave",
     "griffin_lim",
@@ -45,6 +46,7 @@ __all__ = [
     "mulaw_decode",
     "read_wav",
     "trim_silence",
+    "warp_spectrum",
     "word_frames",
     "word_lengths",
     "write_wav",
@@ -153,21 +155,30 @@ def word_frames(x: torch.Tensor, n_frames: int, n_mels: int = 40) -> torch.Tenso
     return torch.stack([_resample_time(m[:c], n_frames) for m, c in zip(mels, counts, strict=True)])
 
 
-def griffin_lim(magnitude: torch.Tensor, length: int, n_iter: int, momentum: float = 0.99):
+def griffin_lim(
+    magnitude: torch.Tensor,
+    length: int,
+    n_iter: int,
+    momentum: float = 0.99,
+    phase: torch.Tensor | None = None,
+):
     """A waveform whose STFT magnitude approaches ``magnitude`` (Griffin and Lim 1984, eq. 6:
     alternate projections, keep the phase, impose the magnitude), with the fast variant's
-    momentum (Perraudin, Balazs and Sondergaard 2013, alpha = 0.99). Starts from zero phase, so
-    it is deterministic.
+    momentum (Perraudin, Balazs and Sondergaard 2013, alpha = 0.99). Starts from zero phase, or
+    from ``phase``, so it is deterministic.
 
     Args:
         magnitude: (B, N_FFT // 2 + 1, T) linear STFT magnitudes.
         length: samples of the output.
+        phase: optional (B, N_FFT // 2 + 1, T) starting phases in radians (zero if None).
 
     Returns:
         (B, length) float32.
     """
     window = _window(N_FFT)
     spec = magnitude.to(torch.complex64)
+    if phase is not None:
+        spec = torch.polar(magnitude.float(), phase.float())
     previous = torch.zeros_like(spec)
     for _ in range(n_iter):
         wave = torch.istft(spec, N_FFT, HOP, window=window, length=length)
@@ -212,6 +223,91 @@ def _invert_words(frames: torch.Tensor, lengths: torch.Tensor, span: int, n_iter
     wave = griffin_lim(power.sqrt(), span, n_iter)  # (B, span)
     wave = wave * (torch.arange(span) < lengths[:, None])
     return PEAK * wave / wave.abs().amax(1, keepdim=True).clamp(min=1e-8)
+
+
+# ----------------------------------------------------------------------------- perturbations
+
+
+def _warp_bins(values: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """(B, F, T) values along a linear frequency axis -> the same moved up by ``factor`` (B,):
+    out[f] = values[f / factor], linearly interpolated, the top bin repeated past the edge."""
+    n_freqs = values.shape[1]
+    source = (torch.arange(n_freqs) / factor[:, None]).clamp(max=n_freqs - 1)  # (B, F)
+    low = source.floor().long()
+    high = (low + 1).clamp(max=n_freqs - 1)
+    weight = (source - low)[:, :, None]
+    pick = lambda i: values.gather(1, i[:, :, None].expand(-1, -1, values.shape[2]))  # noqa: E731
+    return pick(low) * (1 - weight) + pick(high) * weight
+
+
+def warp_spectrum(
+    x: torch.Tensor,
+    formant: torch.Tensor,
+    pitch: torch.Tensor,
+    n_iter: int = 16,
+    lifter: int = 20,
+) -> torch.Tensor:
+    """Move each wave's formants and pitch apart, keeping its duration: a source-filter split
+    of the STFT magnitude, each part warped on its own, Griffin-Lim back to sound.
+
+    The log magnitude of each frame splits into a smooth envelope (the vocal tract: cepstral
+    liftering, quefrencies below ``lifter`` samples, Oppenheim and Schafer's homomorphic
+    smoothing) and the rest (the harmonics of the pitch). The envelope's frequency axis is
+    scaled by ``formant`` (the vocal-tract-length perturbation of Jaitly and Hinton 2013, "VTLP",
+    here on the wave: > 1 reads as a shorter tract, a female or child voice), the rest by
+    ``pitch``. Griffin-Lim (starting from the wave's own phase) finds a wave with that
+    magnitude. Words shorter than the item keep zeros after them.
+
+    Args:
+        x: (B, L) waves, each a word then zeros.
+        formant, pitch: (B,) frequency scale factors (1: unchanged).
+
+    Returns:
+        (B, L) float32 waves, each scaled to the peak of its input.
+    """
+    if len(x) > GRIFFIN_LIM_BATCH:  # in chunks: less memory, and faster
+        parts = (t.split(GRIFFIN_LIM_BATCH) for t in (x, formant, pitch))
+        chunks = zip(*parts, strict=True)
+        return torch.cat([warp_spectrum(*c, n_iter=n_iter, lifter=lifter) for c in chunks])
+    window = _window(N_FFT)
+    spec = torch.stft(x.float(), N_FFT, HOP, window=window, return_complex=True)  # (B, F, T)
+    log_mag = torch.log(spec.abs() + LOG_FLOOR)
+    cepstrum = torch.fft.irfft(log_mag, n=N_FFT, dim=1)  # (B, N_FFT, T), real and even
+    keep = torch.zeros(N_FFT)
+    keep[:lifter] = 1
+    keep[N_FFT - lifter + 1 :] = 1
+    envelope = torch.fft.rfft(cepstrum * keep[:, None], dim=1).real  # (B, F, T)
+    fine = log_mag - envelope
+    warped = _warp_bins(envelope, formant.float()) + _warp_bins(fine, pitch.float())
+    magnitude = (warped.exp() - LOG_FLOOR).clamp(min=0)
+    out = griffin_lim(magnitude, x.shape[1], n_iter, phase=spec.angle())
+    out = out * (torch.arange(x.shape[1]) < word_lengths(x)[:, None])
+    peak = x.abs().amax(1, keepdim=True)
+    return out * peak / out.abs().amax(1, keepdim=True).clamp(min=1e-8)
+
+
+def change_speed(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """Speed perturbation (Ko, Peddinti, Povey and Khudanpur 2015, "Audio augmentation for
+    speech recognition"): each word played ``factor`` times faster, so shorter by that factor
+    and with pitch and formants higher by it. Band-limited resampling (the word's spectrum cut
+    or zero-padded, ``torch.fft``); a slowed word is cut at the item's length.
+
+    Args:
+        x: (B, L) waves, each a word then zeros.
+        factor: (B,) speed factors (> 1 faster).
+
+    Returns:
+        (B, L) float32 waves, each word scaled to the peak of its input, zeros after it.
+    """
+    out = torch.zeros(x.shape, dtype=torch.float32)
+    rows = zip(x, word_lengths(x).tolist(), factor.tolist(), strict=True)
+    for row, (wave, n, f) in enumerate(rows):
+        m = max(round(n / f), 2)
+        spectrum = torch.fft.rfft(wave[:n].double())
+        bins = min(len(spectrum), m // 2 + 1)
+        word = torch.fft.irfft(spectrum[:bins], n=m)[: x.shape[1]].float()
+        out[row, : len(word)] = word * wave.abs().max() / word.abs().max().clamp(min=1e-8)
+    return out
 
 
 def trim_silence(wave: torch.Tensor, floor_db: float = 40.0) -> torch.Tensor:

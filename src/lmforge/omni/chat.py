@@ -1,5 +1,6 @@
-"""Talking to the any-to-any model: a user turn from text, a PNG and a WAV; the reply's items
-written out as files (images and plots as PNG, speech as WAV).
+"""Talking to the any-to-any model: a user turn from text, a PNG and a WAV (files, or their bytes
+as a server receives them); the reply's items written out as files (images and plots as PNG,
+speech as WAV), or given back as those files' bytes.
 
 An item the user gives is placed before the text, as the training conversations place it
 ("<image>...</image>What digit is this?").
@@ -8,6 +9,8 @@ An item the user gives is placed before the text, as the training conversations 
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -16,16 +19,19 @@ from lmforge.errors import DataError
 from lmforge.omni.model import Omni
 from lmforge.omni.vocab import Item
 
-__all__ = ["user_turn", "write_reply"]
+__all__ = ["reply_files", "user_turn", "write_reply"]
+
+Source = str | os.PathLike | bytes  # a file, or its bytes
 
 
 def user_turn(
-    omni: Omni,
-    message: str,
-    image: str | os.PathLike | None = None,
-    audio: str | os.PathLike | None = None,
+    omni: Omni, message: str, image: Source | None = None, audio: Source | None = None
 ) -> dict:
     """The user's message as a turn: the image's and the sound's codes, then the text.
+
+    Args:
+        image: a PNG (any image PIL reads), as a path or as the file's bytes.
+        audio: a PCM WAV, as a path or as the file's bytes.
 
     Raises:
         DataError: a missing or undecodable file, or a modality the model does not hold.
@@ -34,11 +40,13 @@ def user_turn(
     if image is not None:
         from lmforge.omni.image import image_from_png
 
-        parts += omni.encode(_needs(omni, "image", image), image_from_png(image)[None])
+        _needs(omni, "image", image)
+        parts += omni.encode("image", _read(image_from_png, image, "the image")[None])
     if audio is not None:
         from lmforge.omni.speech import fit_length, read_wav
 
-        wave = fit_length(read_wav(audio), omni.tokenizers[_needs(omni, "speech", audio)])
+        _needs(omni, "speech", audio)
+        wave = fit_length(_read(read_wav, audio, "the WAV"), omni.tokenizers["speech"])
         parts += omni.encode("speech", wave[None])
     if message:
         parts.append(message)
@@ -47,10 +55,24 @@ def user_turn(
     return {"role": "user", "content": parts}
 
 
-def _needs(omni: Omni, modality: str, path) -> str:
+def _read(read: Callable, source: Source, label: str):
+    """``read(path)``; bytes are written to a temporary file first, and ``label`` stands for
+    that file's name in an error."""
+    if not isinstance(source, bytes):
+        return read(source)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "upload"
+        path.write_bytes(source)
+        try:
+            return read(path)
+        except DataError as err:
+            raise DataError(str(err).replace(str(path), label)) from None
+
+
+def _needs(omni: Omni, modality: str, source: Source) -> None:
     if modality not in omni.tokenizers:
-        raise DataError(f"{path}: this model has no {modality} tokenizer; give text only")
-    return modality
+        shown = f"the {modality} given" if isinstance(source, bytes) else source
+        raise DataError(f"{shown}: this model has no {modality} tokenizer; give text only")
 
 
 def write_reply(omni: Omni, parts: list, out_dir: str | os.PathLike, stem: str = "reply") -> dict:
@@ -69,11 +91,23 @@ def write_reply(omni: Omni, parts: list, out_dir: str | os.PathLike, stem: str =
         _write_item(part, decoded, path)
         (audio if part.modality == "speech" else images).append(str(path))
         text.append(f"[{part.modality}: {path}]")
-    return {
-        "reply": " ".join(t.strip() for t in text if t.strip()),
-        "images": images,
-        "audio": audio,
-    }
+    return {"reply": _joined(text), "images": images, "audio": audio}
+
+
+def reply_files(omni: Omni, parts: list) -> dict:
+    """``{"reply": text, "images": [PNG bytes], "audio": [WAV bytes]}``: the reply as a server
+    sends it, each item decoded as ``write_reply`` writes it, the text without file names."""
+    with tempfile.TemporaryDirectory() as folder:
+        written = write_reply(omni, parts, folder)
+        return {
+            "reply": _joined(p for p in parts if isinstance(p, str)),
+            "images": [Path(p).read_bytes() for p in written["images"]],
+            "audio": [Path(p).read_bytes() for p in written["audio"]],
+        }
+
+
+def _joined(texts) -> str:
+    return " ".join(t.strip() for t in texts if t.strip())
 
 
 def _write_item(item: Item, decoded: torch.Tensor, path: Path) -> None:

@@ -41,10 +41,13 @@ class Tokenizer(nn.Module):
     A subclass sets ``kind`` (its part folder's kind) and ``config_class`` (a frozen dataclass
     of plain values), defines ``tokens_per_item``, ``encode`` and ``decode``, and keeps what it
     learned in parameters and buffers: ``save`` writes them with the config, ``load`` reads both.
+    ``legacy``: the values of settings added later, which a folder written before them lacks
+    (it was trained with those values).
     """
 
     kind: ClassVar[str]
     config_class: ClassVar[type]
+    legacy: ClassVar[dict] = {}
 
     def __init__(self, config) -> None:
         super().__init__()
@@ -67,7 +70,7 @@ class Tokenizer(nn.Module):
         """
         config, tensors = load_part(folder, cls.kind)
         try:
-            tokenizer = cls(cls.config_class(**config))
+            tokenizer = cls(cls.config_class(**{**cls.legacy, **config}))
             tokenizer.load_state_dict(tensors)
         except (TypeError, ConfigError, RuntimeError) as err:
             first = str(err).splitlines()[0][:200]

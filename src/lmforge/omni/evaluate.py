@@ -6,12 +6,16 @@
   asked for. Diversity is the mean pairwise distance between the generated items of a label,
   beside the same figure for real held-out items of that label (a collapsed generator scores
   far below the real one).
-- chain: image -> its label -> another image of it -> its spoken word, each turn on the
-  model's own earlier answers; a chain counts when every turn is right.
+- chain: image -> its label -> a bigger drawing of it (more ink pixels than the image shown,
+  and judged the same digit) or another image of it -> its spoken word, each turn on the
+  model's own earlier answers; a chain counts when every turn is right. The row also gives the
+  share of bigger drawings right (``bigger``, of ``n_bigger``).
 
-Each row's ``baseline`` is the peer the issue names for it, measured here in the same run: the
-judge on real held-out items (SVC on raw pixels for digits), MFCC + logistic regression for
-speech, an MLP for MNIST-1D, D2 histograms + logistic regression for 3D shapes.
+Each tokenizer's reconstruction on the held-out items comes first (MSE, and the judge on real
+and on encode -> decode items: ``tokenizers`` in the JSON). Each row's ``baseline`` is the peer
+the issue names for it, measured here in the same run: the judge on real held-out items (SVC on
+raw pixels for digits), MFCC + logistic regression for speech, an MLP for MNIST-1D, D2
+histograms + logistic regression for 3D shapes.
 """
 
 from __future__ import annotations
@@ -24,10 +28,11 @@ from pathlib import Path
 import torch
 
 from lmforge.checkpoint import write_json
+from lmforge.nn.sampling import Sampler
 from lmforge.omni.judges import baseline_of, judge_of
 from lmforge.omni.modalities import MODALITIES
-from lmforge.omni.model import Omni
-from lmforge.omni.tasks import DIGITS, TASKS, chain_conversation, conversation
+from lmforge.omni.model import ITEM_TEMPERATURE, Omni
+from lmforge.omni.tasks import DIGITS, TASKS, chain_conversation, conversation, is_bigger
 from lmforge.omni.train import banks_of, tasks_of
 from lmforge.omni.vocab import Item
 
@@ -40,6 +45,7 @@ def evaluate_omni(
     grid_path: str | os.PathLike | None = None,
     limit: int = 0,
     say: Callable[[str], None] = print,
+    temperature: float = ITEM_TEMPERATURE,
 ) -> list[dict]:
     """Score the omni model in ``folder`` on every task; write the rows as JSON and a picture
     grid (the generated digits, a row per label) if asked. The held-out items are those of the
@@ -47,6 +53,7 @@ def evaluate_omni(
 
     Args:
         limit: score at most this many held-out items per task (0: all).
+        temperature: the generated items' sampling temperature (``Omni.reply``).
     """
     omni = Omni.load(folder)
     seed = omni.record.get("config", {}).get("seed", 0)
@@ -56,14 +63,20 @@ def evaluate_omni(
     test = {m: MODALITIES[m].load("test", seed=seed) for m in names}
     judges = {m: judge_of(m, train[m], seed) for m in names}
     banks = banks_of(omni.tokenizers, test)
-    rows, made = [], {}
+    tokenizers = {m: _report(omni, m, test[m], judges[m]) for m in names}
+    for m, report in tokenizers.items():
+        say(
+            f"  {m} tokenizer, held-out items: MSE {report['mse']:.4g}, judge on real "
+            f"{report['judge_real']:.3f}, on encode -> decode {report['judge_reconstructed']:.3f}"
+        )
+    rows, made, sampler = [], {}, Sampler(temperature=temperature)
     tasks = tasks_of(names)
     for i, task in enumerate(tasks, 1):
         say(f"2/3 task {i}/{len(tasks)}: {task}")
         if task == "chain":
-            rows.append(_chains(omni, banks, judges, limit, seed))
+            rows.append(_chains(omni, banks, judges, limit, seed, sampler))
             continue
-        row, items, right, picks = _task(omni, task, banks, judges, limit, seed)
+        row, items, right, picks = _task(omni, task, banks, judges, limit, seed, sampler)
         real = test[TASKS[task][1]] if TASKS[task][1] != "text" else None
         row["baseline"], detail = baseline_of(task, train, test, judges, seed)
         if TASKS[task][0] == "speech":  # held-out voices, each on its own
@@ -77,13 +90,22 @@ def evaluate_omni(
         rows.append(row)
     say("3/3 writing")
     if json_path:
-        write_json(Path(json_path), {"rows": rows})
+        write_json(
+            Path(json_path),
+            {"rows": rows, "item_temperature": temperature, "tokenizers": tokenizers},
+        )
     if grid_path and "text->image" in made:
         _grid(made["text->image"], Path(grid_path))
     return rows
 
 
-def _task(omni: Omni, task: str, banks, judges, limit: int, seed: int):
+def _report(omni: Omni, modality: str, items, judge) -> dict:
+    """The tokenizer's reconstruction report on held-out items (``Modality.report``)."""
+    report = MODALITIES[modality].report(omni.tokenizers[modality], items, judge.judge)
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in report.items()}
+
+
+def _task(omni: Omni, task: str, banks, judges, limit: int, seed: int, sampler: Sampler):
     """One task on the held-out bank: (row, {label: [decoded items]} or None, whether each
     reply is right, the index of each item asked about)."""
     given, answered = TASKS[task]
@@ -101,7 +123,7 @@ def _task(omni: Omni, task: str, banks, judges, limit: int, seed: int):
         messages, gold = conversation(task, banks, rng, index)
         conversations.append(messages[:-1])
         golds.append(gold)
-    replies = omni.reply(conversations, seed=seed)
+    replies = omni.reply(conversations, items=sampler, seed=seed)
     if answered == "text":
         right = [_text(reply).strip() == gold for reply, gold in zip(replies, golds, strict=True)]
         return {"task": task, "score": _mean(right), "n": len(right)}, None, right, picks
@@ -127,7 +149,7 @@ def _judged(omni: Omni, replies, golds, modality: str, judge):
     return right, made
 
 
-def _chains(omni: Omni, banks, judges, limit: int, seed: int) -> dict:
+def _chains(omni: Omni, banks, judges, limit: int, seed: int, sampler: Sampler) -> dict:
     rng = random.Random(seed)
     pool = banks["image"].among(banks["speech"].by_name)
     picks = pool if not limit else rng.sample(pool, min(limit, len(pool)))
@@ -135,18 +157,41 @@ def _chains(omni: Omni, banks, judges, limit: int, seed: int) -> dict:
     history = [[m[0]] for m, _ in chains]
     golds = [gold for _, gold in chains]
     ok = [True] * len(chains)
+    bigger = [is_bigger(messages) for messages, _ in chains]
     for turn, check in ((1, "text"), (3, "image"), (5, "speech")):
-        replies = omni.reply(history, seed=seed)
+        replies = omni.reply(history, items=sampler, seed=seed)
         if check == "text":
             right = [_text(r).strip() == g for r, g in zip(replies, golds, strict=False)]
         else:
             right, _ = _judged(omni, replies, golds, check, judges[check])
+        if check == "image":  # "draw a bigger one": more ink than the digit shown
+            right = [
+                r and (not b or _bigger(omni, reply, messages[0]))
+                for r, b, reply, (messages, _) in zip(right, bigger, replies, chains, strict=True)
+            ]
+            bigger_right = [r for r, b in zip(right, bigger, strict=True) if b]
         for i, (messages, _) in enumerate(chains):
             ok[i] = ok[i] and right[i]
             history[i] += [{"role": "assistant", "content": replies[i]}]
             if turn < 5:
                 history[i].append(messages[turn + 1])
-    return {"task": "chain", "score": _mean(ok), "n": len(ok), "baseline": None}
+    return {
+        "task": "chain",
+        "score": _mean(ok),
+        "n": len(ok),
+        "baseline": None,
+        "bigger": _mean(bigger_right),
+        "n_bigger": len(bigger_right),
+    }
+
+
+def _bigger(omni: Omni, reply, shown: dict) -> bool:
+    """Whether the reply's image has more ink pixels than the image the chain began with."""
+    from lmforge.omni.image import ink
+
+    drawn = next(p for p in reply if isinstance(p, Item) and p.modality == "image")
+    first = next(p for p in shown["content"] if isinstance(p, Item))
+    return bool(ink(omni.decode(drawn)[None]) > ink(omni.decode(first)[None]))
 
 
 def _diversity(made: dict, real, judges) -> tuple[float, float | None]:

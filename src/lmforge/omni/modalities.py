@@ -1,7 +1,8 @@
 """The registry of the any-to-any model's modalities: one explicit table, one file per modality.
 
 Each entry names the module and its parts: the data loader (``load(split, seed) -> Items``),
-the frozen tokenizer's class and config, and the function that trains it. Each module also
+the frozen tokenizer's class and config, the function that trains it, and where a modality has
+one, the augmentation that multiplies the decoder's training items. Each module also
 holds ``train_<name>_judge`` (``lmforge.omni.judges``) and ``reconstruction_report``. A module
 is imported only when its modality is used.
 """
@@ -25,6 +26,7 @@ class Modality:
     tokenizer: str
     config: str
     trainer: str
+    augmenter: str | None = None
 
     def part(self, attr: str):
         return getattr(importlib.import_module(f"lmforge.omni.{self.name}"), attr)
@@ -42,6 +44,13 @@ class Modality:
         config = config if config is not None else self.config_class()()
         return self.part(self.trainer)(x, config, seed=seed, progress=progress)
 
+    def augment(self, items, copies: int, seed: int = 0):
+        """``items`` and ``copies`` perturbed copies of each, or ``items`` alone where the
+        modality has no augmentation (or ``copies`` is 0)."""
+        if not copies or self.augmenter is None:
+            return items
+        return self.part(self.augmenter)(items, copies, seed=seed)
+
     def report(self, tokenizer, items, judge) -> dict:
         return self.part("reconstruction_report")(tokenizer, items, judge)
 
@@ -53,6 +62,7 @@ MODALITIES = {
         "ImageTokenizer",
         "ImageTokenizerConfig",
         "train_image_tokenizer",
+        "augment_images",
     ),
     "speech": Modality(
         "speech",
@@ -60,6 +70,7 @@ MODALITIES = {
         "SpeechTokenizer",
         "SpeechTokenizerConfig",
         "train_speech_tokenizer",
+        "augment_speech",
     ),
     "signal": Modality(
         "signal",

@@ -10,7 +10,8 @@ Decoding (``Omni.reply``) follows the layout: outside an item the model writes t
 opening token, or ``<|end|>``; after ``<image>`` it may only write image codes, exactly
 ``tokens_per_item`` of them (with ``<frame>`` placed between a video's frames), and the closing
 token is then written for it. Text is greedy unless asked otherwise; an item's codes are sampled
-(temperature 1 by default: a greedy generator draws one image per label).
+at ``ITEM_TEMPERATURE`` (greedy decoding would draw one image per label; temperature 1 draws
+items as varied as real ones but more of them wrong — ``benchmarks/RESULTS.md`` gives both).
 """
 
 from __future__ import annotations
@@ -27,11 +28,12 @@ from lmforge.nn.sampling import Sampler
 from lmforge.omni.modalities import MODALITIES
 from lmforge.omni.vocab import FRAME, Item, OmniVocab, encode_conversation
 
-__all__ = ["KIND", "Omni", "GREEDY", "ITEM_SAMPLER"]
+__all__ = ["KIND", "Omni", "GREEDY", "ITEM_SAMPLER", "ITEM_TEMPERATURE"]
 
 KIND = "omni"
 GREEDY = Sampler(temperature=0.0)
-ITEM_SAMPLER = Sampler(temperature=1.0)
+ITEM_TEMPERATURE = 0.5
+ITEM_SAMPLER = Sampler(temperature=ITEM_TEMPERATURE)
 
 
 @dataclass

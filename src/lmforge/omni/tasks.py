@@ -4,7 +4,7 @@ Each task is one exchange in AnyGPT's conversation form (Zhan et al. 2024, secti
 gives an item and a question, or a request; the assistant answers with text or with an item.
 ``TASKS`` names them as ``lmforge omni eval`` reports them (``image->text``, ``text->image``,
 ...). A chain is several turns that lean on the earlier ones: "what digit is this?" ->
-"seven" -> "draw another one" -> an image -> "say it" -> speech.
+"seven" -> "draw a bigger one" (or "draw another one") -> an image -> "say it" -> speech.
 
 Answers in text are the bare label ("seven", "torus", "seven moving left"), so scoring is an
 exact match. Which phrasing a conversation uses is drawn from the seeded generator.
@@ -28,6 +28,7 @@ __all__ = [
     "Bank",
     "chain_conversation",
     "conversation",
+    "is_bigger",
     "item_names",
     "template_texts",
 ]
@@ -69,7 +70,11 @@ CROSS = {
     ("speech", "image"): ["Draw the digit you hear.", "Draw this number."],
     ("image", "speech"): ["Say this digit.", "Read this digit aloud."],
 }
-CHAIN = {"again": ["Draw another one.", "Draw it again."], "say": ["Say it.", "Now say it."]}
+CHAIN = {
+    "again": ["Draw another one.", "Draw it again."],
+    "bigger": ["Draw a bigger one.", "Make it bigger."],
+    "say": ["Say it.", "Now say it."],
+}
 
 # task -> (modality given, modality answered); "text" is the assistant's or user's text.
 TASKS = {
@@ -101,15 +106,24 @@ def item_names(modality: str, items: Items) -> list[str]:
 
 @dataclass
 class Bank:
-    """One modality's encoded items: codes (N, tokens_per_item), label names, and by label."""
+    """One modality's encoded items: codes (N, tokens_per_item), label names, and by label;
+    for images, ``bigger`` holds each digit's codes drawn larger (``image.bigger_images``).
+
+    ``real``: the first ``real`` items are real, the rest perturbed copies of them
+    (``Modality.augment``; None: all real). Any item may be given to the model; only real ones
+    (and the bigger drawing of a digit shown) are its answers, so that it learns to read
+    perturbed items and to write real-looking ones.
+    """
 
     modality: str
     codes: torch.Tensor
     names: list[str]
+    bigger: torch.Tensor | None = None
+    real: int | None = None
 
     def __post_init__(self) -> None:
         self.by_name: dict[str, list[int]] = {}
-        for i, name in enumerate(self.names):
+        for i, name in enumerate(self.names[: self.real]):
             self.by_name.setdefault(name, []).append(i)
         self._among: dict[frozenset, list[int]] = {}
 
@@ -160,19 +174,27 @@ def conversation(task: str, banks: dict[str, Bank], rng: random.Random, index: i
 
 
 def chain_conversation(banks: dict[str, Bank], rng: random.Random, index: int | None = None):
-    """image -> "seven" -> another image of it -> its spoken word: (messages, gold)."""
+    """image -> "seven" -> a bigger drawing of that digit, or another image of it -> its spoken
+    word: (messages, gold). Half the chains ask for a bigger one (``is_bigger`` tells which)."""
     images, speech = banks["image"], banks["speech"]
     i = index if index is not None else rng.choice(images.among(speech.by_name))
     name = images.names[i]
+    bigger = images.bigger is not None and rng.random() < 0.5
+    drawn = Item("image", tuple(images.bigger[i].tolist())) if bigger else None
     messages = [
         _user(images.item(i), rng.choice(ASK["image"])),
         _assistant(name),
-        _user(rng.choice(CHAIN["again"])),
-        _assistant(images.item(images.one_of(name, rng))),
+        _user(rng.choice(CHAIN["bigger" if bigger else "again"])),
+        _assistant(drawn or images.item(images.one_of(name, rng))),
         _user(rng.choice(CHAIN["say"])),
         _assistant(speech.item(speech.one_of(name, rng))),
     ]
     return messages, name
+
+
+def is_bigger(messages: list[dict]) -> bool:
+    """Whether a chain's third turn asks for a bigger drawing."""
+    return messages[2]["content"][0] in CHAIN["bigger"]
 
 
 def template_texts() -> list[str]:

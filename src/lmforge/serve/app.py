@@ -2,7 +2,8 @@
 extras, and the page.
 
 Routes: ``GET /v1/models``, ``POST /v1/completions``, ``POST /v1/chat/completions`` (whole or
-streamed, ``lmforge.serve.generation``), ``POST /v1/embeddings``, lmforge's ``POST
+streamed, ``lmforge.serve.generation``; an any-to-any model's with images and sounds,
+``lmforge.serve.omni``), ``POST /v1/embeddings``, lmforge's ``POST
 /v1/fill-mask``, ``POST /tokenize``, ``POST /detokenize``, ``GET /v1/catalogue``, ``GET
 /health``, and the page at ``/`` (static files shipped in ``lmforge/serve/static``). In front of
 them all, ``lmforge.serve.guard.Guard``: hosts, key, body size.
@@ -23,6 +24,7 @@ from lmforge.errors import LMForgeError
 from lmforge.serve.generation import chat_completions, completions
 from lmforge.serve.guard import Guard, ServeSettings, error_response
 from lmforge.serve.models import ModelSet, Refused
+from lmforge.serve.omni import ServedOmni, omni_chat
 from lmforge.serve.requests import read_body
 
 __all__ = ["ServeSettings", "create_app"]
@@ -92,7 +94,7 @@ def create_app(models: ModelSet, settings: ServeSettings | None = None) -> FastA
 
     @app.get("/v1/models/{name:path}")
     async def one_model(name: str):
-        return models.get(name).info()
+        return models.get(name, omni=True).info()
 
     @app.get("/v1/catalogue")
     async def catalogue():
@@ -114,7 +116,10 @@ def create_app(models: ModelSet, settings: ServeSettings | None = None) -> FastA
     @app.post("/v1/chat/completions")
     async def chat_route(request: Request):
         body = await read_body(request)
-        return await chat_completions(models.get(body.data.get("model")), body, settings)
+        served = models.get(body.data.get("model"), omni=True)
+        if isinstance(served, ServedOmni):
+            return await omni_chat(served, body, settings)
+        return await chat_completions(served, body, settings)
 
     @app.post("/v1/embeddings")
     async def embeddings(request: Request):

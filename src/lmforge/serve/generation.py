@@ -25,6 +25,7 @@ from lmforge.serve.models import Refused, ServedModel
 from lmforge.serve.requests import (
     Body,
     include_usage,
+    max_tokens_of,
     messages_of,
     prompts_of,
     sampler_of,
@@ -101,20 +102,7 @@ def _start(
     loop,
 ) -> list[Choice]:
     """Submit ``n`` generations of ``prompt``; their choices."""
-    max_tokens = body.get(
-        "max_tokens", int, None, 0, settings.max_tokens, " (this server's --max-tokens)"
-    )
-    if chat:
-        max_tokens = body.get(
-            "max_completion_tokens",
-            int,
-            max_tokens,
-            0,
-            settings.max_tokens,
-            " (this server's --max-tokens)",
-        )
-    if max_tokens is None:
-        max_tokens = min(256, settings.max_tokens) if chat else 16  # OpenAI's defaults
+    max_tokens = max_tokens_of(body, settings, chat)
     sampler = sampler_of(body)
     choices, stop_ids = [], served.stop_ids(chat)
     for i in range(n):

@@ -1,6 +1,7 @@
 """The models a server holds: each loaded once through ``lmforge.folders.load_model``, with what
 its family can do (complete, chat, translate, embed, fill masks) and the facts ``/v1/models``
-shows.
+shows; an any-to-any folder (``lmforge.omni``) is loaded as a ``ServedOmni``, which only chats
+(its route: ``lmforge.serve.omni``).
 
 Every request names a model by id; ids come from the served set only (``ModelSet.get``), so a
 request can never name a path. A family that cannot do what a request asks raises
@@ -22,10 +23,15 @@ import numpy as np
 import torch
 
 from lmforge.checkpoint import CONFIG_FILE
-from lmforge.errors import ConfigError
+from lmforge.errors import ConfigError, DataError
 from lmforge.folders import load_model
 from lmforge.models import family_of
 from lmforge.models.ngram import EOS_ID, UNK_ID
+from lmforge.nn.sampling import Sampler
+from lmforge.omni.chat import reply_files, user_turn
+from lmforge.omni.model import ITEM_SAMPLER, Omni, is_omni_folder
+from lmforge.omni.tasks import TASKS
+from lmforge.omni.vocab import encode_conversation
 from lmforge.serve.engine import Engine, decoder_for
 from lmforge.tokenize import (
     BOS,
@@ -36,7 +42,14 @@ from lmforge.tokenize import (
     tokenize_lines,
 )
 
-__all__ = ["ModelSet", "Refused", "ServedModel", "find_folders", "parse_model_args"]
+__all__ = [
+    "ModelSet",
+    "Refused",
+    "ServedModel",
+    "ServedOmni",
+    "find_folders",
+    "parse_model_args",
+]
 
 LN10 = math.log(10.0)
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -317,6 +330,91 @@ class ServedModel:
             return translate(self.model, self.tokenizer, [text], 1, max_tokens)[0]
 
 
+PARTS = {"image": "image_url", "speech": "input_audio"}  # modality -> the content part
+
+
+@dataclass(eq=False)
+class ServedOmni:
+    """One served omni folder: the model, and what ``/v1/models`` shows of it."""
+
+    id: str
+    folder: Path
+    omni: Omni
+    engine: None = None  # no batching engine: a reply is decoded whole, one at a time
+    created: int = field(default_factory=lambda: int(time.time()))
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def load(cls, name: str, folder: Path) -> ServedOmni:
+        return cls(name, Path(folder), Omni.load(folder))
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.omni.tokenizers)
+
+    def info(self) -> dict:
+        takes = [m for m in PARTS if m in self.modalities]
+        answered = {made for _, made in TASKS.values()}
+        gives = [m for m in self.modalities if m in answered]
+        capabilities = ["chat", *(f"{m}-input" for m in takes)]
+        capabilities += ["image-output"] if set(gives) - {"speech"} else []
+        capabilities += ["speech-output"] if "speech" in gives else []
+        modules = [self.omni.decoder, *self.omni.tokenizers.values()]
+        return {
+            "id": self.id,
+            "object": "model",
+            "created": self.created,
+            "owned_by": "lmforge",
+            "family": "omni",
+            "summary": "any-to-any: one gpt over text and the codes of "
+            + ", ".join(self.modalities),
+            "parameters": sum(p.numel() for m in modules for p in m.parameters()),
+            "parameters_kind": "weights",
+            "corpus": None,
+            "tokenizer": "chars + " + ", ".join(f"{m} codes" for m in self.modalities),
+            "perplexity": None,
+            "context_length": self.omni.decoder.config.max_seq_len,
+            "capabilities": capabilities,
+            "chat_template": False,
+            "modalities": {"input": ["text", *takes], "output": ["text", *gives]},
+        }
+
+    def reply(
+        self, messages: list[dict], n: int, max_tokens: int, text: Sampler, seed: int
+    ) -> tuple[int, list[dict]]:
+        """The prompt's length in tokens and ``n`` replies to the conversation, each
+        ``reply_files``' dict with its length in tokens (on a worker thread, one at a time).
+
+        Raises:
+            Refused: an image or sound that does not decode, or a conversation too long.
+        """
+        with self.lock:
+            turns = [self._turn(i, m) for i, m in enumerate(messages)]
+            prompt = len(encode_conversation(self.omni.vocab, turns)[0]) + 1  # and <|assistant|>
+            context = self.omni.decoder.config.max_seq_len
+            if prompt >= context:
+                raise Refused(
+                    400,
+                    f"the conversation is {prompt} tokens; model {self.id!r} reads at most "
+                    f"{context}: start a new one, or drop its earlier turns",
+                    "context_length_exceeded",
+                )
+            replies = self.omni.reply([turns] * n, max_tokens, text, ITEM_SAMPLER, seed)
+            return prompt, [
+                {**reply_files(self.omni, parts), "tokens": len(self.omni.vocab.content_ids(parts))}
+                for parts in replies
+            ]
+
+    def _turn(self, i: int, message: dict) -> dict:
+        if message["role"] != "user":
+            return {"role": message["role"], "content": [message["content"]]}
+        given = dict(message["media"])
+        try:
+            return user_turn(self.omni, message["content"], given.get("image"), given.get("speech"))
+        except DataError as err:
+            raise Refused(400, f"messages[{i}]: {err}", param=f"messages[{i}].content") from None
+
+
 def recorded_perplexity(folder: Path, record: dict) -> float | None:
     """The folder's recorded perplexity: ``config.json``'s, else the last validation perplexity
     of its ``metrics.jsonl``; None if neither."""
@@ -397,8 +495,11 @@ class ModelSet:
         max_batch: int = 32,
         max_waiting: int = 256,
     ) -> None:
-        self.models: dict[str, ServedModel] = {}
+        self.models: dict[str, ServedModel | ServedOmni] = {}
         for name, path in pairs:
+            if is_omni_folder(path):
+                self.models[name] = ServedOmni.load(name, Path(path))
+                continue
             model, tokenizer, record = load_model(path)
             if record.get("task") is not None:
                 raise ConfigError(
@@ -411,14 +512,24 @@ class ModelSet:
                 served.engine = Engine(decoder, max_batch, max_waiting)
             self.models[name] = served
 
-    def get(self, name: object) -> ServedModel:
-        """The served model called ``name``.
+    def get(self, name: object, omni: bool = False) -> ServedModel | ServedOmni:
+        """The served model called ``name`` (an any-to-any one only where ``omni``: the chat
+        route).
 
         Raises:
-            Refused: 404 for any other name (a path is just an unknown name).
+            Refused: 404 for any other name (a path is just an unknown name); 400 for an
+                any-to-any model where ``omni`` is False.
         """
         if isinstance(name, str) and name in self.models:
-            return self.models[name]
+            served = self.models[name]
+            if not omni and not isinstance(served, ServedModel):
+                raise Refused(
+                    400,
+                    f"model {name!r} is an any-to-any (omni) model: it answers "
+                    "POST /v1/chat/completions only",
+                    param="model",
+                )
+            return served
         shown = name if isinstance(name, str) and len(name) <= 80 else "that model"
         raise Refused(
             404,

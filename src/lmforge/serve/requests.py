@@ -14,8 +14,12 @@ from lmforge.serve.models import Refused
 
 __all__ = [
     "Body",
+    "check_conversation",
     "include_usage",
+    "max_tokens_of",
+    "message_dicts",
     "messages_of",
+    "parts_of",
     "prompts_of",
     "read_body",
     "sampler_of",
@@ -66,13 +70,25 @@ async def read_body(request: Request) -> Body:
         raise Refused(400, "the request body is not valid JSON") from None
 
 
-def sampler_of(body: Body) -> Sampler:
+def sampler_of(body: Body, temperature: float = 1.0) -> Sampler:
+    """The sampling fields; ``temperature`` is the default (OpenAI's 1.0)."""
     return Sampler(
-        temperature=float(body.get("temperature", (int, float), 1.0, 0, 2)),
+        temperature=float(body.get("temperature", (int, float), temperature, 0, 2)),
         top_k=body.get("top_k", int, 0, 0),
         top_p=float(body.get("top_p", (int, float), 1.0, 0, 1)),
         seed=body.get("seed", int, None, 0),
     )
+
+
+def max_tokens_of(body: Body, settings: ServeSettings, chat: bool) -> int:
+    """``max_tokens`` (a chat's ``max_completion_tokens`` over it), else OpenAI's default."""
+    why = " (this server's --max-tokens)"
+    max_tokens = body.get("max_tokens", int, None, 0, settings.max_tokens, why)
+    if chat:
+        max_tokens = body.get("max_completion_tokens", int, max_tokens, 0, settings.max_tokens, why)
+    if max_tokens is None:
+        max_tokens = min(256, settings.max_tokens) if chat else 16  # OpenAI's defaults
+    return max_tokens
 
 
 def stops_of(body: Body) -> list[str]:
@@ -113,27 +129,72 @@ def prompts_of(prompt: object, settings: ServeSettings) -> list:
 
 def messages_of(messages: object) -> list[dict]:
     """A chat request's messages: OpenAI's text content parts joined; the conversation must end
-    with a user turn."""
+    with a user turn.
+
+    Raises:
+        Refused: a bad conversation, or an image or sound part (this model reads text only).
+    """
+    clean = []
+    for i, m in enumerate(message_dicts(messages)):
+        content, media = parts_of(m.get("content"), f"messages[{i}]")
+        if media:
+            where, part = media[0]
+            raise Refused(
+                400,
+                f"{where} is an {part['type']} part, and this model reads text only: send "
+                "text, or pick a model whose capabilities list image-input or speech-input",
+                param=where,
+            )
+        clean.append({"role": m.get("role"), "content": content})
+    check_conversation(clean)
+    return clean
+
+
+def message_dicts(messages: object) -> list[dict]:
+    """``messages``, refused unless a non-empty list of objects."""
     if not isinstance(messages, list) or not messages:
         raise Refused(
             400, "'messages' must be a non-empty list of {role, content}", param="messages"
         )
-    clean = []
-    for m in messages:
-        if not isinstance(m, dict):
-            raise Refused(400, "each message must be an object {role, content}", param="messages")
-        content = m.get("content")
-        if isinstance(content, list):  # OpenAI's content parts: the text ones
-            content = "".join(
-                p.get("text", "")
-                for p in content
-                if isinstance(p, dict) and p.get("type") == "text"
-            )
-        clean.append({"role": m.get("role"), "content": content})
-    problem = check_messages(clean, ends_with="user")
+    if not all(isinstance(m, dict) for m in messages):
+        raise Refused(400, "each message must be an object {role, content}", param="messages")
+    return messages
+
+
+def check_conversation(messages: list[dict]) -> None:
+    """Refuse a conversation of bad roles or empty turns, or one that does not end with the
+    user's turn (``check_messages``; each content a string)."""
+    problem = check_messages(messages, ends_with="user")
     if problem:
         raise Refused(400, f"'messages': {problem}", param="messages")
-    return clean
+
+
+def parts_of(content: object, where: str) -> tuple[object, list[tuple[str, dict]]]:
+    """A message's content as its text and its image and sound parts, each with where it
+    stands (``messages[0].content[1]``): a string is all text; of a list of OpenAI content
+    parts, the text parts are joined.
+
+    Raises:
+        Refused: a part that is not ``text``, ``image_url`` or ``input_audio``.
+    """
+    if not isinstance(content, list):
+        return content, []
+    texts, media = [], []
+    for j, part in enumerate(content):
+        at = f"{where}.content[{j}]"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        elif kind in ("image_url", "input_audio"):
+            media.append((at, part))
+        else:
+            raise Refused(
+                400,
+                f"{at} is not a content part this server reads: give "
+                '{"type": "text", "text": ...}, an image_url or an input_audio part',
+                param=at,
+            )
+    return "".join(texts), media
 
 
 def include_usage(body: Body) -> bool:

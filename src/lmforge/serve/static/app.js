@@ -126,6 +126,8 @@ function switchTab(name) {
 const current = () => state.models.find((m) => m.id === $("#model-select").value);
 const can = (model, what) => Boolean(model && model.capabilities.includes(what));
 const mode = () => ($("#mode-completion").checked ? "completion" : "chat");
+// an any-to-any model: it takes images or sound and answers whole, with them
+const omni = (model) => can(model, "image-input") || can(model, "speech-input");
 
 async function loadModels() {
   const select = $("#model-select");
@@ -170,9 +172,13 @@ function modelChanged() {
   let note = "";
   if (!model) note = "No model is served.";
   else if (!chat && !complete) note = `${model.id} does not generate text (it does: ${model.capabilities.join(", ")}).`;
+  else if (omni(model)) note = "An any-to-any model: attach a PNG or a WAV; it answers with text, images or sound (no streaming).";
   else if (can(model, "translation")) note = "An encoder-decoder: it translates the prompt (no streaming).";
   else if (!chat) note = "A plain language model: it continues a prompt.";
   $("#model-note").textContent = note;
+  show($("#attach-row"), omni(model));
+  show($("#attach-image-row"), can(model, "image-input"));
+  show($("#attach-audio-row"), can(model, "speech-input"));
   modeChanged();
 }
 
@@ -227,6 +233,21 @@ async function run(path, body, onChunk) {
   }
 }
 
+// Runs one request answered whole; its JSON, or null when it failed or was stopped.
+async function whole(path, body, status) {
+  clearError();
+  state.controller = new AbortController();
+  setBusy(true, status);
+  try {
+    return await (await api(path, body, state.controller.signal)).json();
+  } catch (err) {
+    if (err.name !== "AbortError") showError(err.message);
+    return null;
+  } finally {
+    setBusy(false, "");
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Chat mode.
 
@@ -239,10 +260,71 @@ function bubble(role, text) {
   return node;
 }
 
+// A file's bytes in base64 (what a data URI or an input_audio part holds).
+function base64Of(file) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(reader.result.slice(reader.result.indexOf(",") + 1));
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(file);
+  });
+}
+
+// The user's turn as OpenAI content parts: the text, the attached PNG and WAV.
+async function contentParts(text) {
+  const parts = text ? [{ type: "text", text }] : [];
+  const image = $("#attach-image").files[0];
+  const audio = $("#attach-audio").files[0];
+  const kind = image && image.type.startsWith("image/") ? image.type : "image/png";
+  if (image) parts.push({ type: "image_url", image_url: { url: `data:${kind};base64,${await base64Of(image)}` } });
+  if (audio) parts.push({ type: "input_audio", input_audio: { data: await base64Of(audio), format: "wav" } });
+  return parts;
+}
+
+// What a reply holds besides text: <img> for each image, <audio controls> for each sound.
+function mediaOf(message) {
+  const sounds = message.audio ? [].concat(message.audio) : [];
+  return [
+    ...(message.images || []).map((p) => el("img", { class: "media", src: p.image_url.url, alt: "generated image" })),
+    ...sounds.map((a) => el("audio", { class: "media", controls: true, src: `data:audio/wav;base64,${a.data}` })),
+  ];
+}
+
+// One turn with an any-to-any model: content parts out, text, images and sound back, whole.
+async function sendOmni(model) {
+  const text = $("#chat-input").value.trim();
+  const parts = await contentParts(text);
+  if (!parts.length) return;
+  const asked = bubble("user", text);
+  for (const p of parts) {
+    if (p.type === "image_url") asked.append(el("img", { class: "media", src: p.image_url.url, alt: "attached image" }));
+    if (p.type === "input_audio") asked.append(el("audio", { class: "media", controls: true, src: `data:audio/wav;base64,${p.input_audio.data}` }));
+  }
+  const system = $("#system").value.trim();
+  const turn = { role: "user", content: parts };
+  const messages = [...(system ? [{ role: "system", content: system }] : []), ...state.conversation, turn];
+  const data = await whole("/v1/chat/completions", { model: model.id, messages, ...sampling() }, "answering…");
+  if (!data) {  // keep the question in the box, as a failed streamed turn does
+    asked.remove();
+    return;
+  }
+  $("#chat-input").value = "";
+  $("#attach-image").value = "";
+  $("#attach-audio").value = "";
+  const message = data.choices[0].message;
+  const answer = bubble("assistant", message.content);
+  answer.append(...mediaOf(message));
+  answer.dataset.model = model.id;
+  answer.scrollIntoView({ block: "end" });
+  state.conversation.push(turn, { role: "assistant", content: message.content });
+}
+
 async function sendChat() {
   const model = current();
+  if (!model || state.controller) return;
+  if (omni(model)) return sendOmni(model);
   const text = $("#chat-input").value.trim();
-  if (!text || !model || state.controller) return;
+  if (!text) return;
   $("#chat-input").value = "";
   state.conversation.push({ role: "user", content: text });
   const asked = bubble("user", text);
@@ -330,17 +412,8 @@ async function generate() {
   show($("#legend"), false);
   const body = { model: model.id, prompt, ...sampling() };
   if (can(model, "translation")) {  // an encoder-decoder answers whole
-    clearError();
-    state.controller = new AbortController();
-    setBusy(true, "translating…");
-    try {
-      const data = await (await api("/v1/completions", body, state.controller.signal)).json();
-      out.replaceChildren(el("span", { class: "generated", text: data.choices[0].text }));
-    } catch (err) {
-      if (err.name !== "AbortError") showError(err.message);
-    } finally {
-      setBusy(false, "");
-    }
+    const data = await whole("/v1/completions", body, "translating…");
+    if (data) out.replaceChildren(el("span", { class: "generated", text: data.choices[0].text }));
     return;
   }
   const probs = $("#show-probs").checked && can(model, "logprobs");
