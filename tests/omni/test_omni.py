@@ -86,6 +86,26 @@ def test_settings_refuse_unknown_keys_and_modalities():
     with pytest.raises(ConfigError, match="augment maps a modality to 0..16 copies"):
         settings({"augment": {"image": -1}})
     assert settings({"augment": {"image": 0}}).augment == {"image": 0}
+    with pytest.raises(ConfigError, match="weights maps a task of"):
+        settings({"weights": {"image->smell": 2}})
+    with pytest.raises(ConfigError, match="must be in 0..10"):
+        settings({"weights": {"text->image": -1}})
+
+
+def test_weights_share_the_conversations_unequally():
+    from lmforge.omni.image import load_images
+    from lmforge.omni.tasks import Bank, item_names
+    from lmforge.omni.train import draw
+
+    items = load_images("test")
+    banks = {
+        "image": Bank(
+            "image", torch.zeros(len(items), 16, dtype=torch.long), item_names("image", items)
+        )
+    }
+    drawn = draw(["image->text", "text->image"], banks, 10, 0, {"text->image": 2.5})
+    asks = [m for m in drawn if isinstance(m[0]["content"][0], str)]  # text -> image: a request
+    assert len(drawn) == 35 and len(asks) == 25
 
 
 def test_omni_chat_json_contract(tiny, tmp_path):

@@ -78,12 +78,15 @@ class OmniConfig:
             that the tokenizer and the decoder read besides the item.
         decoder: gpt settings over ``DECODER`` (``{"n_layers": 2}``).
         per_task: conversations drawn per task.
+        weights: task -> a multiple of ``per_task`` for it (``{"text->image": 2}``; 1 unless
+            named), so that the steps are shared unequally.
         tokens_per_second: the training speed the time estimate divides by (2-core CPU).
     """
 
     modalities: tuple[str, ...] = tuple(MODALITIES)
     tokenizers: dict = field(default_factory=dict)
     augment: dict = field(default_factory=lambda: dict(AUGMENT))
+    weights: dict = field(default_factory=dict)
     decoder: dict = field(default_factory=dict)
     per_task: int = 10000
     steps: int = 3600
@@ -106,6 +109,15 @@ class OmniConfig:
                     f'augment maps a modality to 0..16 copies (e.g. {{"image": 4}}); '
                     f"got {name!r}: {copies!r}"
                 )
+        known = [*TASKS, "chain"]
+        for task, weight in self.weights.items():
+            if task not in known or isinstance(weight, bool) or not isinstance(weight, int | float):
+                raise ConfigError(
+                    f"weights maps a task of {known} to a multiple of per_task "
+                    f'(e.g. {{"text->image": 2}}); got {task!r}: {weight!r}'
+                )
+            if not 0 <= weight <= 10:
+                raise ConfigError(f"weights[{task!r}] must be in 0..10, got {weight!r}")
         for name, sets in self.tokenizers.items():
             if name not in self.modalities or not isinstance(sets, dict):
                 raise ConfigError(
@@ -146,12 +158,13 @@ def banks_of(tokenizers: dict, items: dict[str, Items], real: dict | None = None
     return banks
 
 
-def draw(tasks, banks, count: int, seed: int) -> list[list[dict]]:
-    """``count`` conversations of each task, drawn with a seeded generator."""
+def draw(tasks, banks, count: int, seed: int, weights: dict | None = None) -> list[list[dict]]:
+    """``count`` conversations of each task (times its weight, 1 unless ``weights`` says),
+    drawn with a seeded generator."""
     rng = random.Random(seed)
     out = []
     for task in tasks:
-        for _ in range(count):
+        for _ in range(round(count * (weights or {}).get(task, 1))):
             if task == "chain":
                 out.append(chain_conversation(banks, rng)[0])
             else:
@@ -217,7 +230,8 @@ def train_omni(
         vocab = _vocab(tokenizers, train_items)
         banks = banks_of(tokenizers, augmented, {m: len(its) for m, its in train_items.items()})
         rows = [
-            encode_conversation(vocab, m) for m in draw(tasks, banks, config.per_task, config.seed)
+            encode_conversation(vocab, m)
+            for m in draw(tasks, banks, config.per_task, config.seed, config.weights)
         ]
         say(f"3/3 training the decoder on {len(rows):,} conversations")
         decoder = _train_decoder(vocab, rows, config, progress)
