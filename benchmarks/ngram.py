@@ -1,8 +1,9 @@
 """Order-5 n-gram on built-in brown: lmforge against KenLM, in one run.
 
-Prints the whole command's wall time, ``lmforge ngram train --corpus brown --arpa X`` in a fresh
-process (start-up, estimation, the valid/test perplexities the command prints, ARPA writing),
-next to lmplz's, and its start-up alone (``lmforge ngram train --help``); then, in a child
+Prints the whole command's wall time, ``lmforge ngram train --text train.txt --arpa X`` in a
+fresh process on the text file lmplz reads (brown's training split, a sentence a line; start-up,
+reading, estimation, ARPA writing), next to lmplz's (``lmplz -o N -S 1G``, alternated with it),
+and its start-up alone (``lmforge ngram train --help``); then, in a child
 process, estimation and ARPA writing (the vectorised writer against the readable reference
 writer), peak memory, test perplexity; and the pip ``kenlm`` module's score of the same ARPA next
 to lmforge's (values, and query speed through lmforge's binary format, with its load time
@@ -73,13 +74,14 @@ def run_child(order: int, tokenizer: str, arpa: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def time_command(order: int, tokenizer: str, arpa: str) -> tuple[float, float]:
-    """Wall seconds of the whole ``lmforge ngram train`` command, and of its start-up alone."""
+def time_command(order: int, tokenizer: str, arpa: str, text: str) -> tuple[float, float]:
+    """Wall seconds of the whole ``lmforge ngram train`` command on the text file lmplz reads
+    (brown's training split), and of its start-up alone."""
     lmforge = [sys.executable, "-m", "lmforge", "ngram", "train"]
     start = time.perf_counter()
     subprocess.run([*lmforge, "--help"], capture_output=True, check=True)
     startup = time.perf_counter() - start
-    flags = ["--corpus", "brown", "--order", str(order), "--tokenizer", tokenizer, "--quiet"]
+    flags = ["--text", text, "--order", str(order), "--tokenizer", tokenizer, "--quiet"]
     start = time.perf_counter()
     subprocess.run([*lmforge, *flags, "--arpa", arpa], capture_output=True, check=True)
     return time.perf_counter() - start, startup
@@ -184,7 +186,9 @@ def main() -> None:
 
         brown_train.write_text("\n".join(load_corpus("brown").train) + "\n", encoding="utf-8")
         for _ in range(args.repeats):  # alternate with lmplz when it is here
-            command, startup = time_command(args.order, args.tokenizer, f"{workdir}/cli.arpa")
+            command, startup = time_command(
+                args.order, args.tokenizer, f"{workdir}/cli.arpa", str(brown_train)
+            )
             commands.append(command)
             startups.append(startup)
             runs.append(run_child(args.order, args.tokenizer, arpa))
@@ -195,14 +199,19 @@ def main() -> None:
         what = f"order {args.order} on brown train, tokenizer {args.tokenizer}"
         print(f"{what}; best of {args.repeats} runs (range in brackets)")
         print(f"  n-grams per order: {best['ngrams']}")
-        if lmplz_runs:
-            peer, source = min(lmplz_runs), "measured in this run"
-        else:
-            peer, source = LMPLZ_BASELINE_SECONDS.get(args.order), "BASELINES.md, this machine"
-        print(f"  whole command `lmforge ngram train --corpus brown --arpa X`: {spread(commands)}")
-        if peer:
+        command = "lmforge ngram train --text train.txt --arpa X"
+        print(f"  whole command `{command}`: {spread(commands)}")
+        if lmplz_runs:  # each lmforge run against the lmplz run beside it
+            ratios = ", ".join(f"{c / p:.2f}" for c, p in zip(commands, lmplz_runs, strict=True))
+            print(
+                f"    lmplz {spread(lmplz_runs)} (measured in this run, alternated): "
+                f"lmforge/lmplz time ratio per pair of runs {ratios}"
+            )
+        elif peer := LMPLZ_BASELINE_SECONDS.get(args.order):
             ratios = ", ".join(f"{c / peer:.2f}" for c in commands)
-            print(f"    lmplz {peer:.2f} s ({source}): lmforge/lmplz time ratio per run {ratios}")
+            print(
+                f"    lmplz {peer:.2f} s (BASELINES.md): lmforge/lmplz time ratio per run, {ratios}"
+            )
         print(f"  start-up alone (`lmforge ngram train --help`): {spread(startups, digits=3)}")
         fits = [r["fit_seconds"] for r in runs]
         writes = [r["arpa_seconds"] for r in runs]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from conftest import TINY_TEXT, shared_path
 
-from lmforge.arpa import arpa_text_reference, format_g7, write_arpa
+from lmforge.arpa import arpa_piece, arpa_text_reference, format_g7, vocab_tables, write_arpa
 from lmforge.models.ngram import KENLM_FALLBACK, LN10, NgramConfig, NgramLM
 from lmforge.tokenize import tokenize_lines
 
@@ -67,6 +67,34 @@ def test_vectorised_arpa_is_the_reference_text_byte_for_byte(tmp_path):
         config = NgramConfig(order=order, discount_fallback=KENLM_FALLBACK)
         model = NgramLM.fit(tokenize_lines(lines, None), config)
         assert written(model, tmp_path / f"o{order}.arpa") == reference(model), order
+
+
+@pytest.mark.parametrize("piece", [1, 7, 1000])
+def test_pieces_written_from_the_orders_below_are_the_whole_file(piece, tmp_path):
+    # the out-of-core and Dask writers hold no order whole: each piece rebuilds its contexts
+    lines = [*TINY_TEXT, "naïve café 春眠 不覺曉", "the café was on the mat"]
+    model = NgramLM.fit(
+        tokenize_lines(lines, None), NgramConfig(order=4, discount_fallback=KENLM_FALLBACK)
+    )
+    log10_prob = [p / LN10 for p in model.log_prob]
+    log10_backoff = [*(b / LN10 for b in model.log_backoff), None]
+    tables = vocab_tables(model.vocab)
+    body = b"".join(
+        arpa_piece(
+            tables,
+            model.keys,
+            n,
+            begin,
+            begin + piece,
+            log10_prob[n - 1][begin : begin + piece],
+            None if n == 4 else log10_backoff[n - 1][begin : begin + piece],
+        )
+        for n in range(1, 5)
+        for begin in range(0, len(model.keys[n - 1]), piece)
+    )
+    whole = written(model, tmp_path / "whole.arpa")
+    lines_only = b"".join(line + b"\n" for line in whole.split(b"\n") if b"\t" in line)
+    assert body == lines_only and len(body) > 1000
 
 
 @pytest.mark.parametrize("order", [3, 5])

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import os
 import re
+from collections import deque
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from lmforge.checkpoint import atomic_write_bytes
+from lmforge.checkpoint import atomic_open, atomic_write_text
 from lmforge.errors import CheckpointError
 
 __all__ = ["arpa_text_reference", "find_keys", "format_g7", "read_arpa", "write_arpa"]
@@ -37,14 +40,16 @@ def find_keys(table: np.ndarray, keys: np.ndarray) -> np.ndarray:
 def write_arpa(path, vocab, keys, log10_prob, log10_backoff) -> None:
     """Write an ARPA file atomically (values with 7 significant digits, ``'%.7g'``).
 
-    The lines are assembled as byte matrices, a few numpy operations per block of n-grams;
+    The lines are assembled as byte matrices, a few numpy operations per block of n-grams,
+    the blocks of an order on every core (numpy lets go of the GIL in them);
     ``arpa_text_reference`` is the readable path, byte for byte the same file.
     """
     if any("\0" in word for word in vocab):  # NUL pads the byte matrices: the readable path
-        data = arpa_text_reference(vocab, keys, log10_prob, log10_backoff).encode("utf-8")
-    else:
-        data = b"".join(_arpa_blocks(vocab, keys, log10_prob, log10_backoff))
-    atomic_write_bytes(path, data)
+        atomic_write_text(path, arpa_text_reference(vocab, keys, log10_prob, log10_backoff))
+        return
+    with atomic_open(path) as out:
+        for block in _arpa_blocks(vocab, keys, log10_prob, log10_backoff):
+            out.write(block)
 
 
 def arpa_text_reference(vocab, keys, log10_prob, log10_backoff) -> str:
@@ -78,62 +83,129 @@ def _arpa_chunks(vocab, keys, log10_prob, log10_backoff) -> Iterable[str]:
 # lines it holds.
 
 _BLOCK = 1 << 15  # n-grams per block: the matrices stay some MiB
+WRITE_PIECE = 1 << 16  # n-grams per piece of ``arpa_piece`` at the most, for its callers
 _TAB, _NEWLINE = (np.frombuffer(c, np.uint8)[None] for c in (b"\t", b"\n"))
 
 
 def _arpa_blocks(vocab, keys, log10_prob, log10_backoff) -> Iterable[bytes]:
     """The bytes of the ARPA file, a block of n-grams at a time: each line's text is its
     context's (the order below's n-gram and a space, kept as a table) and its word."""
-    order, V = len(keys), len(vocab)
+    order = len(keys)
     header = "".join(f"ngram {n}={len(k)}\n" for n, k in enumerate(keys, start=1))
     yield f"\\data\\\n{header}".encode()
-    words = _padded([w.encode("utf-8") for w in vocab])
-    contexts = _padded([w.encode("utf-8") + b" " for w in vocab])  # n-1 words and a space
-    for n in range(1, order + 1):
-        yield f"\n\\{n}-grams:\n".encode()
-        texts = []  # this order's n-grams and a space: the contexts of the next
-        for start in range(0, len(keys[n - 1]), _BLOCK):
-            rows = slice(start, start + _BLOCK)
-            block = keys[n - 1][rows]
-            text = [_take(words, block % V)]
-            if n > 1:
-                text.insert(0, _take(contexts, block // V))
-            line = [_format_g7(log10_prob[n - 1][rows]), _TAB, *text]
-            if n < order:
-                line += [_TAB, _format_g7(log10_backoff[n - 1][rows])]
-            yield _join_rows([*line, _NEWLINE])
+    words, contexts = vocab_tables(vocab)
+    with _pool() as pool:
+        for n in range(1, order + 1):
+            yield f"\n\\{n}-grams:\n".encode()
+            table = None  # this order's n-grams and a space: the contexts of the next
             if 1 < n < order:
-                length = contexts[1][block // V] + words[1][block % V]
-                texts.append(_context_rows(*text, contexts[1][block // V], length))
-        if 1 < n < order:
-            contexts = _stack(texts)
+                prefix, word = keys[n - 1] // len(vocab), keys[n - 1] % len(vocab)
+                length = contexts[1][prefix] + words[1][word]
+                table = np.zeros((len(length), int(length.max(initial=0)) + 1), dtype=np.uint8)
+            job = partial(_arpa_block, n, order, words, contexts, table, keys, log10_prob)
+            yield from in_order(
+                pool, partial(job, log10_backoff), range(0, len(keys[n - 1]), _BLOCK)
+            )
+            if table is not None:
+                contexts = table, length + 1
     yield b"\n\\end\\\n"
 
 
-def _context_rows(context: np.ndarray, word: np.ndarray, context_length, length):
-    """The strings context (which ends in a space) + word + ' ' of a block (``length``: without
-    the last space), left-aligned in NUL-padded rows: each word moves to where its context
-    ends."""
-    chars = np.zeros((len(context), context.shape[1] + word.shape[1] + 1), dtype=np.uint8)
-    chars[:, : context.shape[1]] = context
-    row = np.arange(len(context)) * chars.shape[1]
-    flat = chars.ravel()  # a view: writes land in chars
-    flat[(row + context_length)[:, None] + np.arange(word.shape[1])] = word
-    flat[row + length] = ord(" ")
+def _arpa_block(n, order, words, contexts, table, keys, log10_prob, log10_backoff, start: int):
+    """The lines of the order-n n-grams from ``start`` on (``_BLOCK`` of them); their texts
+    and a space go into their rows of ``table`` (None for orders 1 and ``order``), where
+    the next order finds its contexts."""
+    rows = slice(start, start + _BLOCK)
+    block = keys[n - 1][rows]
+    backoff = log10_backoff[n - 1][rows] if n < order else None
+    data, text = _lines(
+        words, contexts if n > 1 else None, 0, block, log10_prob[n - 1][rows], backoff
+    )
+    if table is not None:
+        _context_rows(table[rows], *text, contexts[1][block // len(words[1])])
+    return data
+
+
+def _lines(words, contexts, first: int, block, log10_prob, log10_backoff):
+    """The ARPA lines of n-grams ``block`` (keys) and their (context, word) byte tables:
+    ``contexts`` holds the texts of prefixes ``first ..`` (None at order 1)."""
+    V = len(words[1])
+    text = [_take(words, block % V)]
+    if contexts is not None:
+        text.insert(0, _take(contexts, block // V - first))
+    line = [_format_g7(log10_prob), _TAB, *text]
+    if log10_backoff is not None:
+        line += [_TAB, _format_g7(log10_backoff)]
+    return _join_rows([*line, _NEWLINE]), text
+
+
+def vocab_tables(vocab: list[str]) -> tuple:
+    """The NUL-padded byte tables of the words, and of the words each with a space after it
+    (the texts of order 1 as contexts): what ``arpa_piece`` reads."""
+    words = _padded([w.encode("utf-8") for w in vocab])
+    return words, _padded([w.encode("utf-8") + b" " for w in vocab])
+
+
+def arpa_piece(tables, keys, n: int, begin: int, end: int, log10_prob, log10_backoff) -> bytes:
+    """The ARPA lines of the order-n n-grams ``begin .. end``, as ``write_arpa`` writes them,
+    for a writer that holds no order whole: ``keys`` per order may be memory maps; the texts
+    of the prefixes are built from the orders below for this piece alone.
+
+    Args:
+        tables: ``vocab_tables(vocab)``.
+        log10_prob, log10_backoff: the piece's values (backoff None at the highest order).
+    """
+    block = np.asarray(keys[n - 1][begin:end])
+    contexts, first = None, 0
+    if n > 1 and len(block):
+        first = int(block[0]) // len(tables[0][1])
+        contexts = _texts(tables, keys, n - 1, first, int(block[-1]) // len(tables[0][1]) + 1)
+    return _lines(tables[0], contexts, first, block, log10_prob, log10_backoff)[0]
+
+
+def _texts(tables, keys, n: int, begin: int, end: int):
+    """(chars, lengths): the texts of the order-n n-grams ``begin .. end``, each and a space."""
+    words, spaced = tables
+    if n == 1:
+        return spaced[0][begin:end], spaced[1][begin:end]
+    V = len(words[1])
+    block = np.asarray(keys[n - 1][begin:end])
+    first = int(block[0]) // V
+    contexts = _texts(tables, keys, n - 1, first, int(block[-1]) // V + 1)
+    prefix, word = block // V - first, block % V
+    length = contexts[1][prefix] + words[1][word]
+    chars = np.zeros((len(block), int(length.max()) + 1), dtype=np.uint8)
+    _context_rows(chars, _take(contexts, prefix), _take(words, word), contexts[1][prefix])
     return chars, length + 1
 
 
-def _stack(tables: list) -> tuple[np.ndarray, np.ndarray]:
-    """One table of the rows of several, as wide as its longest string."""
-    lengths = np.concatenate([n for _, n in tables]) if tables else np.zeros(0, np.int64)
-    width = int(lengths.max()) if len(lengths) else 0
-    chars = np.zeros((len(lengths), width), dtype=np.uint8)
-    at = 0
-    for part, n in tables:
-        use = min(width, part.shape[1])
-        chars[at : at + len(n), :use] = part[:, :use]
-        at += len(n)
-    return chars, lengths
+def _pool() -> ThreadPoolExecutor:
+    """Threads for the blocks of a writer: numpy lets go of the GIL in their work."""
+    return ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1))
+
+
+def in_order(pool: ThreadPoolExecutor, job, items, ahead: int = 8) -> Iterable:
+    """``job(item)`` of each item, in order, with at most ``ahead`` running or waiting: a
+    bounded ``pool.map`` (a writer holds a few blocks, not a whole order)."""
+    waiting = deque()
+    for item in items:
+        waiting.append(pool.submit(job, item))
+        if len(waiting) >= ahead:
+            yield waiting.popleft().result()
+    while waiting:
+        yield waiting.popleft().result()
+
+
+def _context_rows(chars: np.ndarray, context: np.ndarray, word: np.ndarray, context_length):
+    """Write the strings context (which ends in a space) + word + ' ' of a block into the
+    zeroed rows ``chars``, left-aligned: each word's bytes move to where its context ends (its
+    NUL padding is not written: it could reach past the row)."""
+    chars[:, : context.shape[1]] = context
+    row = np.arange(len(context)) * chars.shape[1] + context_length  # where each word goes
+    flat = chars.reshape(-1)  # a view (the rows are contiguous): writes land in chars
+    used = word != 0
+    flat[(row[:, None] + np.arange(word.shape[1]))[used]] = word[used]
+    flat[row + used.sum(1)] = ord(" ")
 
 
 def _padded(strings: list[bytes]) -> tuple[np.ndarray, np.ndarray]:

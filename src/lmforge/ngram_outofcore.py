@@ -32,12 +32,15 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import islice
 from pathlib import Path
 
 import numpy as np
 
+from lmforge.arpa import WRITE_PIECE, arpa_piece, in_order, vocab_tables
 from lmforge.checkpoint import atomic_open
 from lmforge.data import read_texts
 from lmforge.errors import ConfigError, DataError
@@ -221,48 +224,36 @@ def context_boundary(keys, end: int, vocab_size: int) -> int:
 
 
 def write_arpa_streaming(path, vocab, keys, prob, gamma, piece: int) -> None:
-    """Write an ARPA file as ``lmforge.arpa.write_arpa`` does, a piece at a time.
+    """Write an ARPA file as ``lmforge.arpa.write_arpa`` does (the same bytes), a piece at a
+    time, the pieces formatted on every core (``arpa.arpa_piece``).
 
     Args:
         keys: per order, sorted keys (arrays or memory maps).
         prob: per order, probabilities (natural, not log).
         gamma: per order below the highest, the backoff weights (natural, not log).
-        piece: n-grams formatted at once.
+        piece: n-grams formatted at once (at most ``arpa.WRITE_PIECE``: a piece's byte tables
+            take some hundred bytes an n-gram, and each thread holds one or two).
     """
-    with atomic_open(path, "w") as out:
-        out.write("\\data\\\n")
-        out.write("".join(f"ngram {n}={len(k)}\n" for n, k in enumerate(keys, start=1)))
+    tables, piece = vocab_tables(vocab), max(1, min(piece, WRITE_PIECE))
+
+    def lines(n: int, begin: int) -> bytes:
+        end = begin + piece
+        logp = np.log(np.asarray(prob[n - 1][begin:end])) / LN10
+        backoff = None
+        if n < len(keys):
+            backoff = np.log(np.asarray(gamma[n - 1][begin:end])) / LN10
+        return arpa_piece(tables, keys, n, begin, end, logp, backoff)
+
+    threads = min(4, os.cpu_count() or 1)
+    with atomic_open(path) as out, ThreadPoolExecutor(threads) as pool:
+        out.write(b"\\data\\\n")
+        out.write("".join(f"ngram {n}={len(k)}\n" for n, k in enumerate(keys, start=1)).encode())
         for n in range(1, len(keys) + 1):
-            out.write(f"\n\\{n}-grams:\n")
-            for begin in range(0, len(keys[n - 1]), piece):
-                out.write(_arpa_lines(vocab, keys, prob, gamma, n, begin, begin + piece))
-        out.write("\n\\end\\\n")
-
-
-def _arpa_lines(vocab, keys, prob, gamma, n, begin, end) -> str:
-    texts = _texts(vocab, keys, n, begin, end)
-    logp = (np.log(np.asarray(prob[n - 1][begin:end])) / LN10).tolist()
-    if n == len(keys):
-        return "".join(map("{:.7g}\t{}\n".format, logp, texts))
-    backoff = (np.log(np.asarray(gamma[n - 1][begin:end])) / LN10).tolist()
-    return "".join(map("{:.7g}\t{}\t{:.7g}\n".format, logp, texts, backoff))
-
-
-def _texts(vocab, keys, n, begin, end) -> list[str]:
-    """The words of the n-grams ``begin .. end`` of order n, from the texts of their prefixes
-    (a contiguous range of order n-1, since keys are sorted)."""
-    if n == 1:
-        return vocab[begin:end]
-    V = len(vocab)
-    k = np.asarray(keys[n - 1][begin:end])
-    if len(k) == 0:
-        return []
-    prefix, words = k // V, (k % V).tolist()
-    first = int(prefix[0])
-    prefixes = _texts(vocab, keys, n - 1, first, int(prefix[-1]) + 1)
-    return [
-        f"{prefixes[p]} {vocab[w]}" for p, w in zip((prefix - first).tolist(), words, strict=True)
-    ]
+            out.write(f"\n\\{n}-grams:\n".encode())
+            pieces = range(0, len(keys[n - 1]), piece)
+            for data in in_order(pool, partial(lines, n), pieces, ahead=2 * threads):
+                out.write(data)
+        out.write(b"\n\\end\\\n")
 
 
 def text_lines(path: str | os.PathLike, lazy: bool = True) -> Iterable[str]:

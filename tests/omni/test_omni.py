@@ -143,3 +143,23 @@ def test_omni_chat_json_contract(tiny, tmp_path):
     )  # fmt: skip
     assert missing.returncode == 2 and "nope.png" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_video_frames_are_written_with_the_image_tokenizers_ids():
+    from lmforge.omni.image import ImageTokenizer, ImageTokenizerConfig, load_images
+    from lmforge.omni.train import _vocab
+    from lmforge.omni.video import VideoTokenizer, load_videos
+    from lmforge.omni.vocab import Item
+
+    image = ImageTokenizer(ImageTokenizerConfig(codebook_size=32, code_dim=8, channels=8))
+    video = VideoTokenizer.from_image(image)
+    items = {"image": load_images("test"), "video": load_videos("test", per_digit=1)}
+    vocab = _vocab({"image": image, "video": video}, items)
+    assert vocab.shared == {"video": ("image", 32)}
+    codes = video.encode(items["video"].x[:1])[0].tolist()
+    ids = vocab.item_ids(Item("video", tuple(codes)))
+    window = codes[2:18]  # the first frame's window: image codes, with the image's ids
+    assert ids[3:19] == vocab.item_ids(Item("image", tuple(window)))[1:-1]
+    # an image tokenizer trained again since the video's was built: nothing is shared
+    other = ImageTokenizer(ImageTokenizerConfig(codebook_size=32, code_dim=8, channels=8))
+    assert _vocab({"image": other, "video": video}, items).shared == {}

@@ -53,6 +53,35 @@ def test_item_ids_are_bounded_and_framed(vocab):
         vocab.item_ids(Item("image", (1, 2, 3, 8)))
 
 
+def test_shared_codes_are_written_with_the_lenders_ids(vocab):
+    text = vocab.text
+    shared = OmniVocab(text, SIZES, frames={"video": 2}, shared={"video": ("image", 3)})
+    t = text.vocab_size
+    # video keeps only its codes 3 and 4 in a range of its own, after speech's
+    assert shared.offsets == {"image": t, "speech": t + 8, "video": t + 14}
+    assert shared.boundary["<image>"] == t + 16 and shared.vocab_size == vocab.vocab_size - 3
+    assert shared.allowed("video") == [t, t + 1, t + 2, t + 14, t + 15]
+    assert shared.modality_of(t + 1) == "image" and shared.modality_of(t + 15) == "video"
+    ids = shared.item_ids(Item("video", (0, 1, 2, 3, 4, 2)))
+    assert ids[1:-1] == [t, t + 1, t + 2, shared.boundary[FRAME], t + 14, t + 15, t + 2]
+    assert shared.decode(ids) == [Item("video", (0, 1, 2, 3, 4, 2))]
+    # an image code outside the lent ones, or a speech code, is not a video code
+    assert shared.code_of("video", t + 5) is None and shared.code_of("video", t + 8) is None
+    again = OmniVocab.from_layout(text, shared.layout())
+    assert (
+        again.layout()
+        == shared.layout()
+        == {
+            "sizes": {k: list(v) for k, v in SIZES.items()},
+            "frames": {"video": 2},
+            "shared": {"video": ["image", 3]},
+        }
+    )
+    assert "shared" not in vocab.layout()  # folders without it read as before
+    with pytest.raises(ConfigError, match="share"):
+        OmniVocab(text, SIZES, shared={"video": ("image", 9)})
+
+
 def test_only_the_assistant_turns_carry_loss(vocab):
     image = Item("image", (1, 2, 3, 4))
     messages = [

@@ -27,6 +27,7 @@ class Modality:
     config: str
     trainer: str
     augmenter: str | None = None
+    base: str | None = None  # a modality whose tokenizer this one's is built on
 
     def part(self, attr: str):
         return getattr(importlib.import_module(f"lmforge.omni.{self.name}"), attr)
@@ -40,9 +41,11 @@ class Modality:
     def config_class(self):
         return self.part(self.config)
 
-    def train_tokenizer(self, x, config=None, seed: int = 0, progress: bool = True):
+    def train_tokenizer(self, x, config=None, seed: int = 0, progress: bool = True, base=None):
+        """The tokenizer trained on items x; ``base``: the tokenizer of ``self.base``."""
         config = config if config is not None else self.config_class()()
-        return self.part(self.trainer)(x, config, seed=seed, progress=progress)
+        given = {self.base: base} if self.base and base is not None else {}
+        return self.part(self.trainer)(x, config, seed=seed, progress=progress, **given)
 
     def augment(self, items, copies: int, seed: int = 0):
         """``items`` and ``copies`` perturbed copies of each, or ``items`` alone where the
@@ -92,6 +95,7 @@ MODALITIES = {
         "VideoTokenizer",
         "VideoTokenizerConfig",
         "train_video_tokenizer",
+        base="image",  # a frame's window is coded by the image tokenizer
     ),
 }
 

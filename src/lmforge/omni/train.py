@@ -82,7 +82,7 @@ class OmniConfig:
 
     The default, on a 2-core CPU: a 4 x 256 GPT with 256 rotary positions (``DECODER``), 3,600
     steps of 16 packed rows (about 15 million tokens, some 2 passes over the conversations),
-    about 47 minutes with the tokenizers.
+    about 44 minutes with the tokenizers.
 
     Attributes:
         tokenizers: modality -> its tokenizer's settings (``{"image": {"steps": 500}}``).
@@ -214,7 +214,8 @@ def train_omni(
             f"steps; {about_minutes(minutes)} on a 2-core CPU"
         )
         tokenizers, train_items, augmented = {}, {}, {}
-        for i, name in enumerate(config.modalities, 1):
+        bases_first = sorted(config.modalities, key=lambda m: MODALITIES[m].base is not None)
+        for i, name in enumerate(bases_first, 1):
             modality = MODALITIES[name]
             train_items[name] = modality.load("train", seed=config.seed)
             copies = config.augment.get(name, 0) if modality.augmenter else 0
@@ -225,7 +226,7 @@ def train_omni(
                 say(f"1/3 tokenizer {i}/{len(config.modalities)}: {name} (kept)")
                 tokenizers[name] = modality.tokenizer_class().load(out / name)
             else:
-                say(f"1/3 tokenizer {i}/{len(config.modalities)}: training the {name} tokenizer")
+                say(f"1/3 tokenizer {i}/{len(config.modalities)}: making the {name} tokenizer")
                 settings = build_config(
                     modality.config_class(), config.tokenizers.get(name, {}), {}
                 )
@@ -233,7 +234,11 @@ def train_omni(
                 torch.set_num_threads(1)  # small convolutions: a second thread only waits
                 try:
                     tokenizers[name] = modality.train_tokenizer(
-                        augmented[name].x, settings, seed=config.seed, progress=progress
+                        augmented[name].x,
+                        settings,
+                        seed=config.seed,
+                        progress=progress,
+                        base=tokenizers.get(modality.base),
                     )
                 finally:
                     torch.set_num_threads(threads)
@@ -261,7 +266,19 @@ def _vocab(tokenizers: dict, items: dict[str, Items]) -> OmniVocab:
     frames = {
         m: t.frames for m, t in tokenizers.items() if isinstance(getattr(t, "frames", None), int)
     }
-    return OmniVocab(text, sizes, frames)
+    shared = {}
+    for m, t in tokenizers.items():
+        lender = getattr(t, "shared", None)  # ("image", K): its first K codes are the image's
+        if lender and lender[0] in tokenizers and _same_net(t, tokenizers[lender[0]]):
+            shared[m] = lender
+    return OmniVocab(text, sizes, frames, shared)
+
+
+def _same_net(a, b) -> bool:
+    """Whether two tokenizers hold the same VQ-VAE (a kept video folder may have been built on
+    an image tokenizer that has since been trained again)."""
+    one, two = a.net.state_dict(), b.net.state_dict()
+    return one.keys() == two.keys() and all(torch.equal(one[k], two[k]) for k in one)
 
 
 def _train_decoder(vocab: OmniVocab, rows, config: OmniConfig, progress: bool):

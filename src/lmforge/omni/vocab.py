@@ -5,7 +5,9 @@ The ids are, in order:
 1. the text tokens: a char tokenizer of lmforge with the chat role tokens (``<|user|>``,
    ``<|assistant|>``, ``<|end|>``, ...), exactly as a text chat model has them;
 2. each modality's code range, one after the other (``image`` codes ``0..K-1`` are ids
-   ``offset_image .. offset_image + K - 1``);
+   ``offset_image .. offset_image + K - 1``). A modality whose first codes are another's
+   (``shared``: a video's frames are image codes) writes those with the other's ids, and only
+   the rest of its codes get a range of their own;
 3. the boundary tokens ``<image>``, ``</image>``, ... one pair per modality, and ``<frame>``,
    the separator between a video's frames.
 
@@ -45,6 +47,7 @@ class OmniVocab:
         text: the text tokenizer (with the role tokens).
         sizes: each modality's (codebook_size, tokens_per_item), in layout order.
         frames: modalities whose items are frames of equal length (video: number of frames).
+        shared: modality -> (another modality, n): its codes 0..n-1 are the other's 0..n-1.
     """
 
     def __init__(
@@ -52,13 +55,18 @@ class OmniVocab:
         text: Tokenizer,
         sizes: dict[str, tuple[int, int]],
         frames: dict[str, int] | None = None,
+        shared: dict[str, tuple[str, int]] | None = None,
     ) -> None:
         self.text, self.sizes, self.frames = text, dict(sizes), dict(frames or {})
+        self.shared = {m: (other, int(n)) for m, (other, n) in (shared or {}).items()}
+        for name, (other, n) in self.shared.items():
+            if other not in self.sizes or not 0 < n <= min(self.sizes[other][0], sizes[name][0]):
+                raise ConfigError(f"{name} cannot share {n} codes with {other!r}")
         self.offsets: dict[str, int] = {}
         next_id = text.vocab_size
         for name, (codebook, _) in self.sizes.items():
             self.offsets[name] = next_id
-            next_id += codebook
+            next_id += codebook - self._lent(name)
         self.boundary: dict[str, int] = {}
         for name in self.sizes:
             self.boundary[f"<{name}>"], self.boundary[f"</{name}>"] = next_id, next_id + 1
@@ -71,11 +79,36 @@ class OmniVocab:
 
     def layout(self) -> dict:
         """The JSON form (``from_layout`` reads it back, given the text tokenizer)."""
-        return {"sizes": {k: list(v) for k, v in self.sizes.items()}, "frames": self.frames}
+        layout = {"sizes": {k: list(v) for k, v in self.sizes.items()}, "frames": self.frames}
+        if self.shared:
+            layout["shared"] = {k: list(v) for k, v in self.shared.items()}
+        return layout
 
     @classmethod
     def from_layout(cls, text: Tokenizer, layout: dict) -> OmniVocab:
-        return cls(text, {k: tuple(v) for k, v in layout["sizes"].items()}, layout["frames"])
+        sizes = {k: tuple(v) for k, v in layout["sizes"].items()}
+        return cls(text, sizes, layout["frames"], layout.get("shared"))
+
+    def _lent(self, modality: str) -> int:
+        """How many of ``modality``'s codes are another modality's."""
+        return self.shared[modality][1] if modality in self.shared else 0
+
+    def code_id(self, modality: str, code: int) -> int:
+        """The id of one of ``modality``'s codes."""
+        lent = self._lent(modality)
+        if code < lent:
+            return self.offsets[self.shared[modality][0]] + code
+        return self.offsets[modality] + code - lent
+
+    def code_of(self, modality: str, token: int) -> int | None:
+        """The code of ``modality`` that id ``token`` writes, or None."""
+        lent = self._lent(modality)
+        own = token - self.offsets[modality]
+        if 0 <= own < self.sizes[modality][0] - lent:
+            return own + lent
+        if lent and 0 <= token - self.offsets[self.shared[modality][0]] < lent:
+            return token - self.offsets[self.shared[modality][0]]
+        return None
 
     def item_ids(self, item: Item) -> list[int]:
         """``<m> codes </m>``; a framed modality gets ``<frame>`` between its frames."""
@@ -85,7 +118,7 @@ class OmniVocab:
             raise ConfigError(
                 f"a {item.modality} item is {length} codes in [0, {codebook}); got {len(codes)}"
             )
-        ids = [self.offsets[item.modality] + c for c in codes]
+        ids = [self.code_id(item.modality, c) for c in codes]
         frames = self.frames.get(item.modality)
         if frames:
             step = length // frames
@@ -102,15 +135,15 @@ class OmniVocab:
         return ids
 
     def modality_of(self, token: int) -> str | None:
-        """The modality whose code range holds ``token``, or None."""
+        """The modality whose own code range holds ``token``, or None."""
         for name, (codebook, _) in self.sizes.items():
-            if self.offsets[name] <= token < self.offsets[name] + codebook:
+            if 0 <= token - self.offsets[name] < codebook - self._lent(name):
                 return name
         return None
 
-    def allowed(self, modality: str) -> range:
-        """The ids of ``modality``'s codes."""
-        return range(self.offsets[modality], self.offsets[modality] + self.sizes[modality][0])
+    def allowed(self, modality: str) -> list[int]:
+        """The ids of ``modality``'s codes, in code order."""
+        return [self.code_id(modality, c) for c in range(self.sizes[modality][0])]
 
     def decode(self, ids: Sequence[int]) -> list[str | Item]:
         """Parts of a turn's ids, up to its ``<|end|>``: text runs, and the items between a
@@ -125,8 +158,9 @@ class OmniVocab:
             if token in opening:
                 name, codes, i = opening[token], [], i + 1
                 while i < len(ids) and ids[i] != self.boundary[f"</{name}>"]:
-                    if self.modality_of(ids[i]) == name:
-                        codes.append(ids[i] - self.offsets[name])
+                    code = self.code_of(name, ids[i])
+                    if code is not None:
+                        codes.append(code)
                     i += 1
                 if text:
                     parts.append(self.text.decode(text))
