@@ -94,7 +94,7 @@ def _arpa_blocks(vocab, keys, log10_prob, log10_backoff) -> Iterable[bytes]:
     header = "".join(f"ngram {n}={len(k)}\n" for n, k in enumerate(keys, start=1))
     yield f"\\data\\\n{header}".encode()
     words, contexts = vocab_tables(vocab)
-    with _pool() as pool:
+    with writer_pool() as pool:
         for n in range(1, order + 1):
             yield f"\n\\{n}-grams:\n".encode()
             table = None  # this order's n-grams and a space: the contexts of the next
@@ -179,9 +179,12 @@ def _texts(tables, keys, n: int, begin: int, end: int):
     return chars, length + 1
 
 
-def _pool() -> ThreadPoolExecutor:
+WRITER_THREADS = min(4, os.cpu_count() or 1)
+
+
+def writer_pool() -> ThreadPoolExecutor:
     """Threads for the blocks of a writer: numpy lets go of the GIL in their work."""
-    return ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1))
+    return ThreadPoolExecutor(max_workers=WRITER_THREADS)
 
 
 def in_order(pool: ThreadPoolExecutor, job, items, ahead: int = 8) -> Iterable:

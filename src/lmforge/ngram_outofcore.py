@@ -32,7 +32,6 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import islice
@@ -40,7 +39,14 @@ from pathlib import Path
 
 import numpy as np
 
-from lmforge.arpa import WRITE_PIECE, arpa_piece, in_order, vocab_tables
+from lmforge.arpa import (
+    WRITE_PIECE,
+    WRITER_THREADS,
+    arpa_piece,
+    in_order,
+    vocab_tables,
+    writer_pool,
+)
 from lmforge.checkpoint import atomic_open
 from lmforge.data import read_texts
 from lmforge.errors import ConfigError, DataError
@@ -244,14 +250,13 @@ def write_arpa_streaming(path, vocab, keys, prob, gamma, piece: int) -> None:
             backoff = np.log(np.asarray(gamma[n - 1][begin:end])) / LN10
         return arpa_piece(tables, keys, n, begin, end, logp, backoff)
 
-    threads = min(4, os.cpu_count() or 1)
-    with atomic_open(path) as out, ThreadPoolExecutor(threads) as pool:
+    with atomic_open(path) as out, writer_pool() as pool:
         out.write(b"\\data\\\n")
         out.write("".join(f"ngram {n}={len(k)}\n" for n, k in enumerate(keys, start=1)).encode())
         for n in range(1, len(keys) + 1):
             out.write(f"\n\\{n}-grams:\n".encode())
             pieces = range(0, len(keys[n - 1]), piece)
-            for data in in_order(pool, partial(lines, n), pieces, ahead=2 * threads):
+            for data in in_order(pool, partial(lines, n), pieces, ahead=2 * WRITER_THREADS):
                 out.write(data)
         out.write(b"\n\\end\\\n")
 
