@@ -181,16 +181,19 @@ def find_slotted(keys: np.ndarray, table: np.ndarray, queries: np.ndarray) -> np
     shift = _index_bits(len(keys))
     index_of = np.int64((1 << shift) - 1)
     slot = _home(queries, _bits(len(keys)))
-    value = table[slot]
-    found = np.where(value >> shift == queries, value & index_of, -1)  # empty: -1 matches none
-    waiting = np.flatnonzero((value >= 0) & (found < 0))  # another key sits there
-    slot = slot[waiting] + 1
+    # take and compress: numpy's fastest gather and filter (x[bool mask] is ~5x slower)
+    value = table.take(slot)
+    missed = value >> shift != queries  # empty slots (-1) match no query
+    found = value & index_of | -missed.astype(np.int64)  # -1 where missed (x[mask] = -1 is slow)
+    waiting = np.flatnonzero(missed)
+    waiting = waiting.compress(value.take(waiting) >= 0)  # another key sits there: go on
+    slot = slot.take(waiting) + 1
     while len(waiting):
-        value = table[slot]
-        hit = value >> shift == queries[waiting]
-        found[waiting[hit]] = value[hit] & index_of
+        value = table.take(slot)
+        hit = value >> shift == queries.take(waiting)
+        found[waiting.compress(hit)] = value.compress(hit) & index_of
         go_on = (value >= 0) & ~hit
-        waiting, slot = waiting[go_on], slot[go_on] + 1
+        waiting, slot = waiting.compress(go_on), slot.compress(go_on) + 1
     return found
 
 

@@ -383,22 +383,24 @@ class NgramLM:
             and (L,) bool flags of out-of-vocabulary tokens (scored as ``<unk>``).
         """
         ids, _ = _marked_ids(sentences, self.word_ids, grow=False)
-        logp = self.log_prob[0][ids]  # (L,) the unigram's, replaced by longer n-grams' below
+        # take and compress throughout: numpy's fastest gather and filter
+        logp = self.log_prob[0].take(ids)  # (L,) the unigram's, replaced by longer n-grams'
         best = np.ones(len(ids), dtype=np.int32)  # order of the n-gram that gave logp
         at, types = np.arange(len(ids)), ids  # where an n-gram ends, and which one
         contexts = []  # per order: (the position after each n-gram, the n-gram), within sentences
         for n in range(2, self.order + 1):
-            inside = ids[at] != EOS_ID  # </s> ends the sentence: no n-gram goes on from there
-            at, types = at[inside] + 1, types[inside]
+            inside = ids.take(at) != EOS_ID  # </s> ends the sentence: no n-gram goes on from it
+            at, types = at.compress(inside) + 1, types.compress(inside)
             contexts.append((at, types))
-            found = self._find(n, types * self.vocab_size + ids[at])
+            found = self._find(n, types * self.vocab_size + ids.take(at))
             hit = found >= 0
-            at, types = at[hit], found[hit]
-            logp[at] = self.log_prob[n - 1][types]
+            at, types = at.compress(hit), found.compress(hit)
+            logp[at] = self.log_prob[n - 1].take(types)
             best[at] = n
         for m, (after, types) in enumerate(contexts, start=1):
-            backs_off = best[after] <= m  # the m-gram context was not extended by the token
-            logp[after[backs_off]] += self.log_backoff[m - 1][types[backs_off]]
+            backs_off = best.take(after) <= m  # the m-gram context was not extended by the token
+            back = self.log_backoff[m - 1].take(types.compress(backs_off))
+            logp[after.compress(backs_off)] += back
         target = ids != BOS_ID  # every token after <s> (words are never <s>)
         return logp[target], ids[target] == UNK_ID
 
