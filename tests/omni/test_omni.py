@@ -11,7 +11,7 @@ import torch
 from lmforge.errors import CheckpointError, ConfigError
 from lmforge.folders import load_model
 from lmforge.omni.evaluate import evaluate_omni
-from lmforge.omni.model import ITEM_TEMPERATURE, Omni
+from lmforge.omni.model import Omni, item_temperatures
 from lmforge.omni.train import OmniConfig, settings, train_omni
 
 pytest.importorskip("sklearn", reason="the omni image data are scikit-learn's digits")
@@ -48,7 +48,8 @@ def test_tiny_model_beats_chance_on_image_to_text(tiny, tmp_path):
     assert by_task["image->text"]["baseline"] > 0.95  # the SVC judge on raw pixels
     written = json.loads((tmp_path / "eval.json").read_text())
     assert [set(row) >= {"task", "score", "n", "baseline"} for row in written["rows"]] == [True] * 2
-    assert written["item_temperature"] == ITEM_TEMPERATURE
+    assert written["item_temperature"] == {"image": 0.5}  # each modality's own
+    assert item_temperatures()["speech"] < 0.5 and item_temperatures(1.0)["image"] == 1.0
     image = written["tokenizers"]["image"]  # the tokenizer's own round trip, judged
     assert image["mse"] < image["mse_mean_image"] and image["judge_reconstructed"] > 0.8
     assert (tmp_path / "grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -172,10 +172,10 @@ def test_decoding_keeps_items_well_formed_even_from_random_weights(vocab):
     for item in items:
         assert len(item.codes) == SIZES[item.modality][1]
         assert all(0 <= c < SIZES[item.modality][0] for c in item.codes)
-    from lmforge.omni.model import GREEDY, ITEM_SAMPLER
+    from lmforge.omni.model import GREEDY, item_samplers
 
     prompt = torch.tensor([[vocab.text.bos_id, vocab.assistant]])
-    ids = omni._decode(prompt, 60, GREEDY, ITEM_SAMPLER, None)[0]
+    ids = omni._decode(prompt, 60, GREEDY, item_samplers(), None)[0]
     opened = sum(ids.count(vocab.boundary[f"<{m}>"]) for m in SIZES)
     assert opened >= 1 and opened == sum(isinstance(p, Item) for p in vocab.decode(ids))
     if vocab.boundary["<video>"] in ids:  # frames are separated by the layout

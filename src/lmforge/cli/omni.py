@@ -40,7 +40,8 @@ def add_commands(commands) -> None:
         "--temperature",
         type=float,
         default=None,
-        help="sampling temperature of generated items (default: the model's, 0.5)",
+        help="sampling temperature of every generated item (default: each modality's own: "
+        "image, signal and video 0.5, speech and 3-D 0.1)",
     )
     evaluate.add_argument("--quiet", action="store_true", help="no stage lines")
     evaluate.set_defaults(run=run_eval)
@@ -53,7 +54,10 @@ def add_commands(commands) -> None:
     chat.add_argument("--out-dir", default="omni-out", help="where reply images and sounds go")
     chat.add_argument("--seed", type=int, default=0, help="seed of the sampled items")
     chat.add_argument(
-        "--temperature", type=float, default=None, help="of the sampled items (default 0.5)"
+        "--temperature",
+        type=float,
+        default=None,
+        help="of every sampled item (default: each modality's own, 0.1 to 0.5)",
     )
     chat.add_argument("--json", action="store_true", help='print {"reply", "images", "audio"}')
     chat.set_defaults(run=run_chat)
@@ -78,8 +82,9 @@ def run_eval(args: argparse.Namespace) -> int:
 
     grid = args.grid or (str(Path(args.json).with_suffix(".png")) if args.json else "omni-grid.png")
     quiet = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr))
+    _sampler(args)  # a bad --temperature stops here, before the judges are trained
     rows = evaluate_omni(
-        args.model, args.json, grid, args.limit, say=quiet, temperature=_temperature(args)
+        args.model, args.json, grid, args.limit, say=quiet, temperature=args.temperature
     )
     print_table(rows)
     print(f"picture grid: {grid}")
@@ -145,14 +150,8 @@ def _session(omni, args: argparse.Namespace) -> int:
         print("omni>", write_reply(omni, reply, args.out_dir, stem=f"turn{n}")["reply"])
 
 
-def _temperature(args: argparse.Namespace) -> float:
-    from lmforge.omni.model import ITEM_TEMPERATURE
-
-    return ITEM_TEMPERATURE if args.temperature is None else args.temperature
-
-
 def _sampler(args: argparse.Namespace):
-    """The items' sampler (``--temperature``; ConfigError names a bad value)."""
-    from lmforge.nn.sampling import Sampler
+    """The items' samplers (``--temperature``; ConfigError names a bad value)."""
+    from lmforge.omni.model import item_samplers
 
-    return Sampler(temperature=_temperature(args))
+    return item_samplers(args.temperature)

@@ -31,7 +31,7 @@ from lmforge.checkpoint import write_json
 from lmforge.nn.sampling import Sampler
 from lmforge.omni.judges import baseline_of, judge_of
 from lmforge.omni.modalities import MODALITIES
-from lmforge.omni.model import ITEM_TEMPERATURE, Omni
+from lmforge.omni.model import Omni, item_samplers, item_temperatures
 from lmforge.omni.tasks import DIGITS, TASKS, chain_conversation, conversation, is_bigger
 from lmforge.omni.train import banks_of, tasks_of
 from lmforge.omni.vocab import Item
@@ -45,7 +45,7 @@ def evaluate_omni(
     grid_path: str | os.PathLike | None = None,
     limit: int = 0,
     say: Callable[[str], None] = print,
-    temperature: float = ITEM_TEMPERATURE,
+    temperature: float | None = None,
 ) -> list[dict]:
     """Score the omni model in ``folder`` on every task; write the rows as JSON and a picture
     grid (the generated digits, a row per label) if asked. The held-out items are those of the
@@ -53,7 +53,8 @@ def evaluate_omni(
 
     Args:
         limit: score at most this many held-out items per task (0: all).
-        temperature: the generated items' sampling temperature (``Omni.reply``).
+        temperature: the generated items' sampling temperature for every modality (default:
+            each modality's own, ``Modality.temperature``).
     """
     omni = Omni.load(folder)
     seed = omni.record.get("config", {}).get("seed", 0)
@@ -69,7 +70,7 @@ def evaluate_omni(
             f"  {m} tokenizer, held-out items: MSE {report['mse']:.4g}, judge on real "
             f"{report['judge_real']:.3f}, on encode -> decode {report['judge_reconstructed']:.3f}"
         )
-    rows, made, sampler = [], {}, Sampler(temperature=temperature)
+    rows, made, sampler = [], {}, item_samplers(temperature)
     tasks = tasks_of(names)
     for i, task in enumerate(tasks, 1):
         say(f"2/3 task {i}/{len(tasks)}: {task}")
@@ -92,7 +93,11 @@ def evaluate_omni(
     if json_path:
         write_json(
             Path(json_path),
-            {"rows": rows, "item_temperature": temperature, "tokenizers": tokenizers},
+            {
+                "rows": rows,
+                "item_temperature": {m: item_temperatures(temperature)[m] for m in names},
+                "tokenizers": tokenizers,
+            },
         )
     if grid_path and "text->image" in made:
         _grid(made["text->image"], Path(grid_path))
@@ -105,7 +110,7 @@ def _report(omni: Omni, modality: str, items, judge) -> dict:
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in report.items()}
 
 
-def _task(omni: Omni, task: str, banks, judges, limit: int, seed: int, sampler: Sampler):
+def _task(omni: Omni, task: str, banks, judges, limit: int, seed: int, sampler: dict[str, Sampler]):
     """One task on the held-out bank: (row, {label: [decoded items]} or None, whether each
     reply is right, the index of each item asked about)."""
     given, answered = TASKS[task]
@@ -149,7 +154,7 @@ def _judged(omni: Omni, replies, golds, modality: str, judge):
     return right, made
 
 
-def _chains(omni: Omni, banks, judges, limit: int, seed: int, sampler: Sampler) -> dict:
+def _chains(omni: Omni, banks, judges, limit: int, seed: int, sampler: dict[str, Sampler]) -> dict:
     rng = random.Random(seed)
     pool = banks["image"].among(banks["speech"].by_name)
     picks = pool if not limit else rng.sample(pool, min(limit, len(pool)))

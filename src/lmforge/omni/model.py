@@ -10,8 +10,10 @@ Decoding (``Omni.reply``) follows the layout: outside an item the model writes t
 opening token, or ``<|end|>``; after ``<image>`` it may only write image codes, exactly
 ``tokens_per_item`` of them (with ``<frame>`` placed between a video's frames), and the closing
 token is then written for it. Text is greedy unless asked otherwise; an item's codes are sampled
-at ``ITEM_TEMPERATURE`` (greedy decoding would draw one image per label; temperature 1 draws
-items as varied as real ones but more of them wrong — ``benchmarks/RESULTS.md`` gives both).
+at its modality's temperature (``Modality.temperature``, ``item_samplers``): greedy decoding would
+draw one image per label, temperature 1 draws items as varied as real ones but more of them
+wrong, and speech and 3-D shapes are judged right most often near greedy — ``benchmarks/
+RESULTS.md`` gives the figures.
 """
 
 from __future__ import annotations
@@ -28,12 +30,25 @@ from lmforge.nn.sampling import Sampler
 from lmforge.omni.modalities import MODALITIES
 from lmforge.omni.vocab import FRAME, Item, OmniVocab, encode_conversation
 
-__all__ = ["KIND", "Omni", "GREEDY", "ITEM_SAMPLER", "ITEM_TEMPERATURE"]
+__all__ = ["KIND", "Omni", "GREEDY", "item_samplers", "item_temperatures"]
 
 KIND = "omni"
 GREEDY = Sampler(temperature=0.0)
-ITEM_TEMPERATURE = 0.5
-ITEM_SAMPLER = Sampler(temperature=ITEM_TEMPERATURE)
+
+
+def item_temperatures(temperature: float | None = None) -> dict[str, float]:
+    """The sampling temperature of each modality's items: its own (``Modality.temperature``),
+    or ``temperature`` for every modality where given."""
+    return {
+        name: m.temperature if temperature is None else temperature
+        for name, m in MODALITIES.items()
+    }
+
+
+def item_samplers(temperature: float | None = None) -> dict[str, Sampler]:
+    """A sampler per modality at ``item_temperatures(temperature)`` (ConfigError names a
+    bad temperature)."""
+    return {m: Sampler(temperature=t) for m, t in item_temperatures(temperature).items()}
 
 
 @dataclass
@@ -96,13 +111,15 @@ class Omni:
         conversations: list[list[dict]],
         max_new_tokens: int = 160,
         text: Sampler = GREEDY,
-        items: Sampler = ITEM_SAMPLER,
+        items: dict[str, Sampler] | None = None,
         seed: int = 0,
     ) -> list[list]:
         """The assistant's next turn in each conversation, as parts (text and ``Item``\\ s).
 
         Conversations of equal prompt length are decoded together, one batch per length.
+        ``items``: the sampler of each modality's codes (default ``item_samplers()``).
         """
+        items = item_samplers() if items is None else items
         prompts = [
             encode_conversation(self.vocab, m)[0] + [self.vocab.assistant] for m in conversations
         ]
@@ -130,10 +147,11 @@ class Omni:
         for _ in range(max_new_tokens):
             allowed = torch.stack([masks[m or "text"] for m in inside])  # (B, V)
             scores = logits.float().masked_fill(~allowed, float("-inf"))
-            chosen_text, chosen_item = text(scores, generator), items(scores, generator)
+            chosen = {m: items[m](scores, generator) for m in dict.fromkeys(inside) if m}
+            chosen[None] = text(scores, generator)
             next_ids = []
             for r in range(rows):
-                token = int(chosen_item[r] if inside[r] else chosen_text[r])
+                token = int(chosen[inside[r]][r])
                 forced = self._forced(inside[r], count[r], out[r])
                 token = forced if forced is not None else token
                 if done[r]:

@@ -29,7 +29,7 @@ from lmforge.models import family_of
 from lmforge.models.ngram import EOS_ID, UNK_ID
 from lmforge.nn.sampling import Sampler
 from lmforge.omni.chat import reply_files, user_turn
-from lmforge.omni.model import ITEM_SAMPLER, Omni, is_omni_folder
+from lmforge.omni.model import Omni, is_omni_folder
 from lmforge.omni.tasks import TASKS
 from lmforge.omni.vocab import encode_conversation
 from lmforge.serve.engine import Engine, decoder_for
@@ -399,7 +399,7 @@ class ServedOmni:
                     f"{context}: start a new one, or drop its earlier turns",
                     "context_length_exceeded",
                 )
-            replies = self.omni.reply([turns] * n, max_tokens, text, ITEM_SAMPLER, seed)
+            replies = self.omni.reply([turns] * n, max_tokens, text, None, seed)
             return prompt, [
                 {**reply_files(self.omni, parts), "tokens": len(self.omni.vocab.content_ids(parts))}
                 for parts in replies
