@@ -164,3 +164,21 @@ def test_video_frames_are_written_with_the_image_tokenizers_ids():
     # an image tokenizer trained again since the video's was built: nothing is shared
     other = ImageTokenizer(ImageTokenizerConfig(codebook_size=32, code_dim=8, channels=8))
     assert _vocab({"image": other, "video": video}, items).shared == {}
+
+
+def test_text_is_split_into_whole_words_unless_char_is_asked():
+    from lmforge.omni.image import ImageTokenizer, ImageTokenizerConfig, load_images
+    from lmforge.omni.speech import load_speech
+    from lmforge.omni.train import _vocab
+
+    image = ImageTokenizer(ImageTokenizerConfig(codebook_size=32, code_dim=8, channels=8))
+    items = {"image": load_images("test"), "speech": load_speech("test")}
+    words = _vocab({"image": image}, items).text  # the default, bpe
+    on, one = words.encode("How does on sound?"), words.encode("How does one sound?")
+    assert len(on) == len(one) and on != one  # one token each, told apart
+    for text in ("seven", "How does on sound?", "Draw a seven."):
+        assert words.decode(words.encode(text)) == text
+    letters = _vocab({"image": image}, items, "char").text
+    assert len(letters.encode("one")) == len(letters.encode("on")) + 1  # a token a letter
+    with pytest.raises(ConfigError, match="text_tokenizer"):
+        OmniConfig(text_tokenizer="word")

@@ -75,6 +75,7 @@ AUGMENT = {"image": 4, "speech": 3}
 # drew digits the judge named 0.75 of the time; with these (and 4,000 steps), 0.975
 # (benchmarks/RESULTS.md).
 WEIGHTS = {"text->image": 4, "image->text": 3, "video->text": 2}
+TEXT_TOKENIZERS = ("bpe", "char")  # OmniConfig.text_tokenizer
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,9 @@ class OmniConfig:
         per_task: conversations drawn per task.
         weights: task -> a multiple of ``per_task`` for it (``WEIGHTS``; 1 unless named), so
             that the steps are shared unequally.
+        text_tokenizer: how the text is split: "bpe" (a word a token, as the templates and
+            labels use them; the default) or "char" (the first versions': "on" and "one" then
+            differ by a letter only, and speech for short words was drawn wrong).
         tokens_per_second: the training speed the time estimate divides by (2-core CPU).
     """
 
@@ -108,6 +112,7 @@ class OmniConfig:
     min_lr: float = 1e-4
     warmup_steps: int = 100
     seed: int = 0
+    text_tokenizer: str = "bpe"
     tokens_per_second: float = 6000.0
 
     def __post_init__(self) -> None:
@@ -137,6 +142,10 @@ class OmniConfig:
                     f"tokenizers maps a modality of {list(self.modalities)} to its settings "
                     f'(e.g. {{"image": {{"steps": 500}}}}); got {name!r}: {sets!r}'
                 )
+        if self.text_tokenizer not in TEXT_TOKENIZERS:
+            raise ConfigError(
+                f"text_tokenizer must be one of {TEXT_TOKENIZERS}, got {self.text_tokenizer!r}"
+            )
         build_config(get_family("gpt").config_class, {**self.gpt, "vocab_size": 2}, {})
         if "image" not in self.modalities:
             raise ConfigError("modalities must include image (every chain starts from one)")
@@ -245,7 +254,7 @@ def train_omni(
                     torch.set_num_threads(threads)
                 tokenizers[name].save(out / name)
         say("2/3 encoding the items and drawing the conversations")
-        vocab = _vocab(tokenizers, train_items)
+        vocab = _vocab(tokenizers, train_items, config.text_tokenizer)
         banks = banks_of(tokenizers, augmented, {m: len(its) for m, its in train_items.items()})
         rows = [
             encode_conversation(vocab, m)
@@ -260,9 +269,10 @@ def train_omni(
     return omni
 
 
-def _vocab(tokenizers: dict, items: dict[str, Items]) -> OmniVocab:
-    names = [n for m, its in items.items() for n in set(item_names(m, its))]
-    text = with_role_tokens(train_tokenizer("char", [*template_texts(), *names]))
+def _vocab(tokenizers: dict, items: dict[str, Items], kind: str = "bpe") -> OmniVocab:
+    names = sorted({n for m, its in items.items() for n in item_names(m, its)})
+    # bpe on these few lines learns every word whole (about 400 tokens); 1,000 is a bound
+    text = with_role_tokens(train_tokenizer(kind, [*template_texts(), *names], vocab_size=1000))
     sizes = {m: (t.codebook_size, t.tokens_per_item) for m, t in tokenizers.items()}
     frames = {
         m: t.frames for m, t in tokenizers.items() if isinstance(getattr(t, "frames", None), int)
