@@ -41,7 +41,7 @@ def add_commands(commands) -> None:
         type=float,
         default=None,
         help="sampling temperature of every generated item (default: each modality's own: "
-        "image, signal and video 0.5, speech and 3-D 0.1)",
+        "image 0.7, signal and video 0.5, speech and 3-D 0.1)",
     )
     evaluate.add_argument("--quiet", action="store_true", help="no stage lines")
     evaluate.set_defaults(run=run_eval)
@@ -57,7 +57,7 @@ def add_commands(commands) -> None:
         "--temperature",
         type=float,
         default=None,
-        help="of every sampled item (default: each modality's own, 0.1 to 0.5)",
+        help="of every sampled item (default: each modality's own, 0.1 to 0.7)",
     )
     chat.add_argument("--json", action="store_true", help='print {"reply", "images", "audio"}')
     chat.set_defaults(run=run_chat)

@@ -28,8 +28,9 @@ class Modality:
     trainer: str
     augmenter: str | None = None
     base: str | None = None  # a modality whose tokenizer this one's is built on
-    # the sampling temperature of generated items (``Omni.reply``): image keeps the variety of
-    # real digits at 0.5; speech and 3-D are judged right more often near greedy (RESULTS.md)
+    # the sampling temperature of generated items (``Omni.reply``; RESULTS.md has the sweeps):
+    # images at 0.7 keep the variety of real digits; speech and 3-D are judged right more
+    # often near greedy
     temperature: float = 0.5
 
     def part(self, attr: str):
@@ -69,6 +70,7 @@ MODALITIES = {
         "ImageTokenizerConfig",
         "train_image_tokenizer",
         "augment_images",
+        temperature=0.7,
     ),
     "speech": Modality(
         "speech",
