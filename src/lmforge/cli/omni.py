@@ -10,6 +10,11 @@ import time
 from lmforge.cli.common import add_setting_flags, say
 from lmforge.config import parse_sets, read_config_file
 
+TEMPERATURE_HELP = (
+    "sampling temperature of every generated item (default: each modality's own: "
+    "image 0.7, signal and video 0.5, speech and 3-D 0.1)"
+)
+
 
 def add_commands(commands) -> None:
     omni = commands.add_parser(
@@ -36,13 +41,7 @@ def add_commands(commands) -> None:
         "(default: beside --json, or omni-grid.png)",
     )
     evaluate.add_argument("--limit", type=int, default=0, help="at most this many items a task")
-    evaluate.add_argument(
-        "--temperature",
-        type=float,
-        default=None,
-        help="sampling temperature of every generated item (default: each modality's own: "
-        "image 0.7, signal and video 0.5, speech and 3-D 0.1)",
-    )
+    evaluate.add_argument("--temperature", type=float, help=TEMPERATURE_HELP)
     evaluate.add_argument("--quiet", action="store_true", help="no stage lines")
     evaluate.set_defaults(run=run_eval)
 
@@ -53,12 +52,7 @@ def add_commands(commands) -> None:
     chat.add_argument("--audio", help="a WAV file of one spoken word")
     chat.add_argument("--out-dir", default="omni-out", help="where reply images and sounds go")
     chat.add_argument("--seed", type=int, default=0, help="seed of the sampled items")
-    chat.add_argument(
-        "--temperature",
-        type=float,
-        default=None,
-        help="of every sampled item (default: each modality's own, 0.1 to 0.7)",
-    )
+    chat.add_argument("--temperature", type=float, help=TEMPERATURE_HELP)
     chat.add_argument("--json", action="store_true", help='print {"reply", "images", "audio"}')
     chat.set_defaults(run=run_chat)
 
