@@ -76,7 +76,6 @@ def run_eval(args: argparse.Namespace) -> int:
 
     grid = args.grid or (str(Path(args.json).with_suffix(".png")) if args.json else "omni-grid.png")
     quiet = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr))
-    _sampler(args)  # a bad --temperature stops here, before the judges are trained
     rows = evaluate_omni(
         args.model, args.json, grid, args.limit, say=quiet, temperature=args.temperature
     )

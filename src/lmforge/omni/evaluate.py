@@ -31,7 +31,7 @@ from lmforge.checkpoint import write_json
 from lmforge.nn.sampling import Sampler
 from lmforge.omni.judges import baseline_of, judge_of
 from lmforge.omni.modalities import MODALITIES
-from lmforge.omni.model import Omni, item_samplers, item_temperatures
+from lmforge.omni.model import Omni, item_samplers
 from lmforge.omni.tasks import DIGITS, TASKS, chain_conversation, conversation, is_bigger
 from lmforge.omni.train import banks_of, tasks_of
 from lmforge.omni.vocab import Item
@@ -56,6 +56,7 @@ def evaluate_omni(
         temperature: the generated items' sampling temperature for every modality (default:
             each modality's own, ``Modality.temperature``).
     """
+    sampler = item_samplers(temperature)  # a bad temperature stops here, before any work
     omni = Omni.load(folder)
     seed = omni.record.get("config", {}).get("seed", 0)
     names = list(omni.tokenizers)
@@ -70,7 +71,7 @@ def evaluate_omni(
             f"  {m} tokenizer, held-out items: MSE {report['mse']:.4g}, judge on real "
             f"{report['judge_real']:.3f}, on encode -> decode {report['judge_reconstructed']:.3f}"
         )
-    rows, made, sampler = [], {}, item_samplers(temperature)
+    rows, made = [], {}
     tasks = tasks_of(names)
     for i, task in enumerate(tasks, 1):
         say(f"2/3 task {i}/{len(tasks)}: {task}")
@@ -95,7 +96,7 @@ def evaluate_omni(
             Path(json_path),
             {
                 "rows": rows,
-                "item_temperature": {m: item_temperatures(temperature)[m] for m in names},
+                "item_temperature": {m: sampler[m].temperature for m in names},
                 "tokenizers": tokenizers,
             },
         )

@@ -269,7 +269,9 @@ def train_omni(
     return omni
 
 
-def _vocab(tokenizers: dict, items: dict[str, Items], kind: str = "bpe") -> OmniVocab:
+def _vocab(
+    tokenizers: dict, items: dict[str, Items], kind: str = OmniConfig.text_tokenizer
+) -> OmniVocab:
     names = sorted({n for m, its in items.items() for n in item_names(m, its)})
     # bpe on these few lines learns every word whole (about 400 tokens); 1,000 is a bound
     text = with_role_tokens(train_tokenizer(kind, [*template_texts(), *names], vocab_size=1000))

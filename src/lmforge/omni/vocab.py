@@ -2,8 +2,9 @@
 
 The ids are, in order:
 
-1. the text tokens: a char tokenizer of lmforge with the chat role tokens (``<|user|>``,
-   ``<|assistant|>``, ``<|end|>``, ...), exactly as a text chat model has them;
+1. the text tokens: a tokenizer of lmforge (bpe by default, ``OmniConfig.text_tokenizer``) with
+   the chat role tokens (``<|user|>``, ``<|assistant|>``, ``<|end|>``, ...), exactly as a text
+   chat model has them;
 2. each modality's code range, one after the other (``image`` codes ``0..K-1`` are ids
    ``offset_image .. offset_image + K - 1``). A modality whose first codes are another's
    (``shared``: a video's frames are image codes) writes those with the other's ids, and only
