@@ -2,9 +2,11 @@
 sound, the judge, the baseline and WAV files."""
 
 import importlib.util
+import json
 import math
 import shutil
 import wave
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -192,6 +194,44 @@ def test_bad_inputs_raise_clear_errors(tokenizer):
         SpeechTokenizerConfig(codebook_size=300)
     with pytest.raises(ConfigError, match="duration_step"):
         SpeechTokenizerConfig(codebook_size=16)
+    with pytest.raises(ConfigError, match="units"):
+        SpeechTokenizerConfig(units="wave")
+    with pytest.raises(ConfigError, match="n_mfcc"):
+        SpeechTokenizerConfig(n_mfcc=1)
+
+
+def test_cepstral_units_decode_to_the_mean_of_their_frames(tokenizer, train):
+    assert tokenizer.config.units == "mfcc"  # the default
+    frames, _ = tokenizer.features(train.x[::3])
+    units = tokenizer.encode(train.x[::3])[:, -SMALL.n_frames :]
+    assert torch.equal(units, tokenizer.units(frames))
+    # the unit is the nearest cepstral centroid, not the nearest log-mel frame
+    by_log_mel = speech.quantize(frames, tokenizer.centroids)[0]
+    assert (by_log_mel != units).float().mean() > 0.05
+    # each unit's log-mel frame is the mean of the training frames it holds (k-means' last
+    # assignment, in float64 there: allow the odd tie)
+    close = [
+        torch.allclose(tokenizer.centroids[k], frames[units == k].mean(0), atol=1e-3)
+        for k in units.unique().tolist()
+    ]
+    assert sum(close) >= 0.95 * len(close)
+    # a unit that holds no frame decodes to the log-mel frame its cepstrum gives
+    labels = torch.zeros(len(frames.reshape(-1, SMALL.n_mels)), dtype=torch.long)
+    rebuilt = speech.unit_frames(frames.reshape(-1, SMALL.n_mels), labels, tokenizer)
+    cepstrum = speech.mfcc(rebuilt[1:], SMALL.n_mfcc) / tokenizer.unit_scale
+    assert torch.allclose(cepstrum, tokenizer.unit_centroids[1:], atol=1e-4)
+
+
+def test_folder_from_before_cepstral_units_loads_as_log_mel(train, valid, tmp_path):
+    old = train_speech_tokenizer(train.x[:300], replace(SMALL, units="log-mel"), progress=False)
+    old.save(tmp_path / "speech")
+    path = tmp_path / "speech" / "config.json"
+    saved = json.loads(path.read_text())
+    del saved["config"]["units"], saved["config"]["n_mfcc"]  # as folders before them were
+    path.write_text(json.dumps(saved))
+    again = SpeechTokenizer.load(tmp_path / "speech")
+    assert again.config.units == "log-mel" and not hasattr(again, "unit_centroids")
+    assert torch.equal(again.encode(valid.x[:20]), old.encode(valid.x[:20]))
 
 
 def test_tokenizer_training_is_seeded(train):
