@@ -91,6 +91,33 @@ def test_settings_refuse_unknown_keys_and_modalities():
         settings({"weights": {"image->smell": 2}})
     with pytest.raises(ConfigError, match="must be in 0..10"):
         settings({"weights": {"text->image": -1}})
+    with pytest.raises(ConfigError, match=r"noise maps a modality .* share in \[0, 1\)"):
+        settings({"noise": {"speech": 1.5}})
+    with pytest.raises(ConfigError, match="noise maps a modality"):
+        settings({"modalities": ["image"], "noise": {"speech": 0.1}})
+    assert settings({"noise": {"speech": 0.15}}).noise == {"speech": 0.15}
+
+
+def test_noise_replaces_only_the_codes_the_decoder_reads():
+    from lmforge.omni.train import NoisyCodes
+
+    class Fixed:  # two rows: a user's item (ids 10..19, read), then the model's (written)
+        def batch(self, step):
+            inputs = torch.tensor([[1, *range(10, 20), 2, *range(10, 20), 3]] * 200)
+            weights = torch.zeros(inputs.shape, dtype=torch.float)
+            weights[:, 11:22] = 1  # the assistant's turn: targets from inputs[12] on
+            return (inputs, inputs.roll(-1, 1), weights), True
+
+    speech = list(range(10, 40))
+    task = NoisyCodes(Fixed(), [(speech, 0.25)], seed=0)
+    (inputs, targets, weights), reset = task.batch(5)
+    (clean, clean_targets, clean_weights), _ = Fixed().batch(5)
+    changed = inputs != clean
+    assert reset and torch.equal(targets, clean_targets) and torch.equal(weights, clean_weights)
+    assert not changed[:, 12:].any() and not changed[:, 0].any() and not changed[:, 11].any()
+    assert 0.2 < changed[:, 1:11].float().mean() < 0.3  # about the share (a draw may repeat)
+    assert torch.isin(inputs[changed], torch.tensor(speech)).all()
+    assert torch.equal(task.batch(5)[0][0], inputs) and not torch.equal(task.batch(6)[0][0], inputs)
 
 
 def test_weights_share_the_conversations_unequally():

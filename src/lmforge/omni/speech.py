@@ -296,14 +296,14 @@ class SpeechTokenizerConfig:
     n_frames: int = 22
     codebook_size: int = 128
     n_mels: int = 40
-    units: str = "mfcc"
-    n_mfcc: int = 13
     duration_step: int = 160
     kmeans_init: int = 1
     kmeans_iters: int = 100
     griffin_lim_iters: int = 32
     wave_length: int = WAVE_LENGTH
     normalise: str = "mean"
+    units: str = "mfcc"
+    n_mfcc: int = 13
 
     def __post_init__(self) -> None:
         if self.normalise not in NORMALISE:

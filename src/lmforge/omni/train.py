@@ -50,6 +50,7 @@ __all__ = [
     "AUGMENT",
     "DECODER",
     "WEIGHTS",
+    "NoisyCodes",
     "OmniConfig",
     "banks_of",
     "settings",
@@ -97,6 +98,10 @@ class OmniConfig:
         text_tokenizer: how the text is split: "bpe" (a word a token, as the templates and
             labels use them; the default) or "char" (the first versions': "on" and "one" then
             differ by a letter only, and speech for short words was drawn wrong).
+        noise: modality -> the share of its codes that the decoder only reads (not the ones
+            it learns to write) replaced, each step, by codes of the modality drawn at random
+            (``NoisyCodes``; ``{"speech": 0.15}``), so that it cannot lean on a few exact codes
+            of a word; none by default.
         tokens_per_second: the training speed the time estimate divides by (2-core CPU).
     """
 
@@ -113,6 +118,7 @@ class OmniConfig:
     warmup_steps: int = 100
     seed: int = 0
     text_tokenizer: str = "bpe"
+    noise: dict = field(default_factory=dict)
     tokens_per_second: float = 6000.0
 
     def __post_init__(self) -> None:
@@ -141,6 +147,14 @@ class OmniConfig:
                 raise ConfigError(
                     f"tokenizers maps a modality of {list(self.modalities)} to its settings "
                     f'(e.g. {{"image": {{"steps": 500}}}}); got {name!r}: {sets!r}'
+                )
+        for name, share in self.noise.items():
+            if name not in self.modalities or isinstance(share, bool):
+                share = None
+            if not isinstance(share, int | float) or not 0 <= share < 1:
+                raise ConfigError(
+                    f"noise maps a modality of {list(self.modalities)} to a share in [0, 1) "
+                    f'(e.g. {{"speech": 0.15}}); got {name!r}: {self.noise[name]!r}'
                 )
         if self.text_tokenizer not in TEXT_TOKENIZERS:
             raise ConfigError(
@@ -298,6 +312,9 @@ def _train_decoder(vocab: OmniVocab, rows, config: OmniConfig, progress: bool):
     torch.manual_seed(config.seed)
     model, _ = build_model("gpt", vocab.vocab_size, config.gpt)
     task = ChatTask.from_rows(model, rows, None, vocab.text.pad_id, config.batch_size, config.seed)
+    if any(config.noise.values()):
+        ranges = [(vocab.allowed(m), share) for m, share in config.noise.items() if share]
+        task = NoisyCodes(task, ranges, config.seed)
     train = TrainConfig(
         batch_size=config.batch_size,
         seq_len=config.gpt["max_seq_len"],
@@ -310,6 +327,48 @@ def _train_decoder(vocab: OmniVocab, rows, config: OmniConfig, progress: bool):
     )
     Trainer(model, train, progress=progress, task=task).fit()
     return model
+
+
+class NoisyCodes:
+    """A ChatTask whose batches have a share of some modalities' read-only codes replaced.
+
+    A code is read-only where the loss does not ask for it (the item the user gives); the codes
+    the decoder learns to write, and its targets, stay as they are. Each code of a modality is
+    replaced with probability ``share`` by one of the modality's codes drawn uniformly: token
+    noise as in BERT's random replacement (Devlin et al. 2019), here so that a word in an unseen
+    voice, whose codes differ from the training voices' in places, is still read from the rest.
+    Seeded by ``seed`` and the step.
+
+    Args:
+        task: the ChatTask (batches of inputs, targets, weights).
+        ranges: (the modality's token ids, share) pairs.
+        seed: the draws' seed.
+    """
+
+    def __init__(self, task: ChatTask, ranges: list[tuple[list[int], float]], seed: int) -> None:
+        self.task, self.seed = task, seed
+        self.ranges = [(torch.tensor(ids), share) for ids, share in ranges]
+
+    def batch(self, step: int):
+        (inputs, targets, weights), reset = self.task.batch(step)
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+        read_only = torch.ones_like(inputs, dtype=torch.bool)
+        read_only[:, 1:] = weights[:, :-1] == 0  # inputs[t] was not a target at t - 1
+        inputs = inputs.clone()
+        for ids, share in self.ranges:
+            draw = torch.rand(inputs.shape, generator=generator) < share
+            hit = torch.isin(inputs, ids) & read_only & draw
+            inputs[hit] = ids[torch.randint(len(ids), (int(hit.sum()),), generator=generator)]
+        return (inputs, targets, weights), reset
+
+    def loss(self, model, batch, state=None):
+        return self.task.loss(model, batch, state)
+
+    def tokens(self, batch) -> int:
+        return self.task.tokens(batch)
+
+    def evaluate(self, model, max_tokens: int = 0):
+        return self.task.evaluate(model, max_tokens)
 
 
 def _is_omni(folder: Path) -> bool:
