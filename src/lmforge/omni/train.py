@@ -313,8 +313,8 @@ def _train_decoder(vocab: OmniVocab, rows, config: OmniConfig, progress: bool):
     model, _ = build_model("gpt", vocab.vocab_size, config.gpt)
     task = ChatTask.from_rows(model, rows, None, vocab.text.pad_id, config.batch_size, config.seed)
     if any(config.noise.values()):
-        ranges = [(vocab.allowed(m), share) for m, share in config.noise.items() if share]
-        task = NoisyCodes(task, ranges, config.seed)
+        shares = [(vocab.allowed(m), share) for m, share in config.noise.items() if share]
+        task = NoisyCodes(task, shares, config.seed)
     train = TrainConfig(
         batch_size=config.batch_size,
         seq_len=config.gpt["max_seq_len"],
@@ -341,13 +341,13 @@ class NoisyCodes:
 
     Args:
         task: the ChatTask (batches of inputs, targets, weights).
-        ranges: (the modality's token ids, share) pairs.
+        shares: (a modality's token ids, its share) pairs.
         seed: the draws' seed.
     """
 
-    def __init__(self, task: ChatTask, ranges: list[tuple[list[int], float]], seed: int) -> None:
+    def __init__(self, task: ChatTask, shares: list[tuple[list[int], float]], seed: int) -> None:
         self.task, self.seed = task, seed
-        self.ranges = [(torch.tensor(ids), share) for ids, share in ranges]
+        self.shares = [(torch.tensor(ids), share) for ids, share in shares]
 
     def batch(self, step: int):
         (inputs, targets, weights), reset = self.task.batch(step)
@@ -355,7 +355,7 @@ class NoisyCodes:
         read_only = torch.ones_like(inputs, dtype=torch.bool)
         read_only[:, 1:] = weights[:, :-1] == 0  # inputs[t] was not a target at t - 1
         inputs = inputs.clone()
-        for ids, share in self.ranges:
+        for ids, share in self.shares:
             draw = torch.rand(inputs.shape, generator=generator) < share
             hit = torch.isin(inputs, ids) & read_only & draw
             inputs[hit] = ids[torch.randint(len(ids), (int(hit.sum()),), generator=generator)]
