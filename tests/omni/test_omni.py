@@ -101,7 +101,7 @@ def test_settings_refuse_unknown_keys_and_modalities():
 def test_noise_replaces_only_the_codes_the_decoder_reads():
     from lmforge.omni.train import NoisyCodes
 
-    class Fixed:  # two rows: a user's item (ids 10..19, read), then the model's (written)
+    class Fixed:  # each row: a user's item (ids 10..19, read), then the model's (written)
         def batch(self, step):
             inputs = torch.tensor([[1, *range(10, 20), 2, *range(10, 20), 3]] * 200)
             weights = torch.zeros(inputs.shape, dtype=torch.float)
