@@ -391,9 +391,8 @@ class SpeechTokenizer(Tokenizer):
 
     def units(self, frames: torch.Tensor) -> torch.Tensor:
         """Frames (B, n_frames, n_mels) -> their units (B, n_frames)."""
-        if self.config.units == "log-mel":
-            return quantize(frames, self.centroids)[0]
-        return quantize(self.unit_features(frames), self.unit_centroids)[0]
+        codebook = self.centroids if self.config.units == "log-mel" else self.unit_centroids
+        return quantize(self.unit_features(frames), codebook)[0]
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:

@@ -149,12 +149,11 @@ class OmniConfig:
                     f'(e.g. {{"image": {{"steps": 500}}}}); got {name!r}: {sets!r}'
                 )
         for name, share in self.noise.items():
-            if name not in self.modalities or isinstance(share, bool):
-                share = None
-            if not isinstance(share, int | float) or not 0 <= share < 1:
+            is_share = isinstance(share, int | float) and not isinstance(share, bool)
+            if name not in self.modalities or not (is_share and 0 <= share < 1):
                 raise ConfigError(
                     f"noise maps a modality of {list(self.modalities)} to a share in [0, 1) "
-                    f'(e.g. {{"speech": 0.15}}); got {name!r}: {self.noise[name]!r}'
+                    f'(e.g. {{"speech": 0.15}}); got {name!r}: {share!r}'
                 )
         if self.text_tokenizer not in TEXT_TOKENIZERS:
             raise ConfigError(
