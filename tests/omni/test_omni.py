@@ -96,6 +96,9 @@ def test_settings_refuse_unknown_keys_and_modalities():
     with pytest.raises(ConfigError, match="noise maps a modality"):
         settings({"modalities": ["image"], "noise": {"speech": 0.1}})
     assert settings({"noise": {"speech": 0.15}}).noise == {"speech": 0.15}
+    with pytest.raises(Exception, match="unknown modality 'smell'"):
+        settings({"given_loss": ["smell"]})
+    assert settings({"given_loss": ["speech"]}).given_loss == ("speech",) and not TINY.given_loss
 
 
 def test_noise_replaces_only_the_codes_the_decoder_reads():

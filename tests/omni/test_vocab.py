@@ -181,3 +181,20 @@ def test_decoding_keeps_items_well_formed_even_from_random_weights(vocab):
     if vocab.boundary["<video>"] in ids:  # frames are separated by the layout
         start = ids.index(vocab.boundary["<video>"])
         assert ids[start + 4] == vocab.boundary[FRAME]
+
+
+def test_given_items_count_in_the_loss_only_where_asked(vocab):
+    from lmforge.omni.train import count_given
+
+    messages = [
+        {"role": "user", "content": [Item("speech", (1, 2, 3)), "Which word is this?"]},
+        {"role": "assistant", "content": [Item("image", (0, 1, 2, 3))]},
+    ]
+    ids, mask = encode_conversation(vocab, messages)
+    speech = set(vocab.allowed("speech"))
+    again_ids, counted = count_given((ids, mask), speech)
+    assert again_ids == ids
+    added = [i for i, (was, now) in enumerate(zip(mask, counted, strict=True)) if now and not was]
+    assert [ids[i] for i in added] == [vocab.code_id("speech", c) for c in (1, 2, 3)]
+    assert all(now for was, now in zip(mask, counted, strict=True) if was)  # answers count
+    assert count_given((ids, mask), set()) == (ids, mask)
