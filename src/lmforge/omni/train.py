@@ -107,7 +107,7 @@ class OmniConfig:
         tokens_per_second: the training speed the time estimate divides by (2-core CPU).
         given_loss: modalities whose items in the user's turns count in the loss too (as
             AnyGPT's pre-training counts every token), so that the decoder models them as well
-            as reads them (``("speech",)``); none by default. With speech, the default run
+            as reads them (``("speech",)``); none by default. With speech, a full run
             heard the unseen voices better (speech -> text 0.553, was 0.492) but spoke worse
             (text -> speech 0.894, image -> speech 0.698), since the given items include the
             perturbed copies (benchmarks/RESULTS.md, ninth run).
