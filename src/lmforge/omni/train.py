@@ -279,9 +279,8 @@ def train_omni(
         say("2/3 encoding the items and drawing the conversations")
         vocab = _vocab(tokenizers, train_items, config.text_tokenizer)
         banks = banks_of(tokenizers, augmented, {m: len(its) for m, its in train_items.items()})
-        counted = {i for m in config.given_loss if m in tokenizers for i in vocab.allowed(m)}
         rows = [
-            count_given(encode_conversation(vocab, m), counted)
+            count_given(vocab, encode_conversation(vocab, m), config.given_loss)
             for m in draw(tasks, banks, config.per_task, config.seed, config.weights)
         ]
         say(f"3/3 training the decoder on {len(rows):,} conversations")
@@ -293,11 +292,22 @@ def train_omni(
     return omni
 
 
-def count_given(row: tuple[list[int], list[bool]], counted: set[int]):
-    """A conversation's (ids, mask) with the tokens in ``counted`` (given items' codes) counted
-    in the loss wherever they stand."""
+def count_given(vocab: OmniVocab, row: tuple[list[int], list[bool]], modalities) -> tuple:
+    """A conversation's (ids, mask) with every item of ``modalities`` counted in the loss
+    wherever it stands: the ids between its ``<m>`` and ``</m>`` (a video's image codes too)."""
     ids, mask = row
-    return ids, [m or i in counted for i, m in zip(ids, mask, strict=True)]
+    opens = {
+        vocab.boundary[f"<{m}>"]: vocab.boundary[f"</{m}>"] for m in modalities if m in vocab.sizes
+    }
+    mask, close = list(mask), None
+    for i, token in enumerate(ids):
+        if close is None:
+            close = opens.get(token)
+        elif token == close:
+            close = None
+        else:
+            mask[i] = True
+    return ids, mask
 
 
 def _vocab(
