@@ -184,19 +184,17 @@ def test_decoding_keeps_items_well_formed_even_from_random_weights(vocab):
 
 
 def test_given_items_count_in_the_loss_only_where_asked(vocab):
-    from lmforge.omni.train import count_given
-
     messages = [
         {"role": "user", "content": [Item("speech", (1, 2, 3)), "Which word is this?"]},
         {"role": "user", "content": [Item("video", (0, 1, 2, 3, 4, 0)), Item("image", (7,) * 4)]},
         {"role": "assistant", "content": [Item("image", (0, 1, 2, 3))]},
     ]
     ids, mask = encode_conversation(vocab, messages)
-    again_ids, counted = count_given(vocab, (ids, mask), ("speech", "video"))
+    again_ids, counted = encode_conversation(vocab, messages, ("speech", "video"))
     assert again_ids == ids
     added = [ids[i] for i, (was, now) in enumerate(zip(mask, counted, strict=True)) if now > was]
     speech = [vocab.code_id("speech", c) for c in (1, 2, 3)]
     video = vocab.item_ids(Item("video", (0, 1, 2, 3, 4, 0)))[1:-1]  # codes and <frame>
     assert added == speech + video  # the given image is not named
     assert all(now for was, now in zip(mask, counted, strict=True) if was)  # answers count
-    assert count_given(vocab, (ids, mask), ()) == (ids, mask)
+    assert encode_conversation(vocab, messages, ("points",)) == (ids, mask)

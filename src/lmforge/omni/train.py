@@ -54,7 +54,6 @@ __all__ = [
     "NoisyCodes",
     "OmniConfig",
     "banks_of",
-    "count_given",
     "settings",
     "tasks_of",
     "train_omni",
@@ -280,7 +279,7 @@ def train_omni(
         vocab = _vocab(tokenizers, train_items, config.text_tokenizer)
         banks = banks_of(tokenizers, augmented, {m: len(its) for m, its in train_items.items()})
         rows = [
-            count_given(vocab, encode_conversation(vocab, m), config.given_loss)
+            encode_conversation(vocab, m, config.given_loss)
             for m in draw(tasks, banks, config.per_task, config.seed, config.weights)
         ]
         say(f"3/3 training the decoder on {len(rows):,} conversations")
@@ -290,24 +289,6 @@ def train_omni(
         omni.save(out, locked=True)
     say(f"omni model written to {out} in {about_minutes((time.time() - start) / 60)}")
     return omni
-
-
-def count_given(vocab: OmniVocab, row: tuple[list[int], list[bool]], modalities) -> tuple:
-    """A conversation's (ids, mask) with every item of ``modalities`` counted in the loss
-    wherever it stands: the ids between its ``<m>`` and ``</m>`` (a video's image codes too)."""
-    ids, mask = row
-    opens = {
-        vocab.boundary[f"<{m}>"]: vocab.boundary[f"</{m}>"] for m in modalities if m in vocab.sizes
-    }
-    mask, close = list(mask), None
-    for i, token in enumerate(ids):
-        if close is None:
-            close = opens.get(token)
-        elif token == close:
-            close = None
-        else:
-            mask[i] = True
-    return ids, mask
 
 
 def _vocab(

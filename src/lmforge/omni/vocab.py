@@ -178,8 +178,12 @@ class OmniVocab:
         return parts
 
 
-def encode_conversation(vocab: OmniVocab, messages: Sequence[dict]) -> tuple[list[int], list[bool]]:
-    """A conversation's ids and which of them the assistant wrote (its parts and ``<|end|>``).
+def encode_conversation(
+    vocab: OmniVocab, messages: Sequence[dict], given: Sequence[str] = ()
+) -> tuple[list[int], list[bool]]:
+    """A conversation's ids and which of them count in the loss: the assistant's (its parts and
+    ``<|end|>``), and the codes of every item of a ``given`` modality wherever it stands (the
+    ids between its ``<m>`` and ``</m>``; ``OmniConfig.given_loss``).
 
     Args:
         messages: ``{"role": "user"|"assistant"|"system", "content": [str | Item, ...]}``.
@@ -187,7 +191,14 @@ def encode_conversation(vocab: OmniVocab, messages: Sequence[dict]) -> tuple[lis
     ids, mask = [vocab.text.bos_id], [False]
     role_ids = {"user": vocab.user, "assistant": vocab.assistant, "system": vocab.system}
     for message in messages:
-        body = [*vocab.content_ids(message["content"]), vocab.end]
-        ids += [role_ids[message["role"]], *body]
-        mask += [False] + [message["role"] == "assistant"] * len(body)
+        answer = message["role"] == "assistant"
+        ids.append(role_ids[message["role"]])
+        mask.append(False)
+        for part in message["content"]:
+            part_ids = vocab.content_ids([part])
+            inner = isinstance(part, Item) and part.modality in given
+            ids += part_ids
+            mask += [answer or (inner and 0 < k < len(part_ids) - 1) for k in range(len(part_ids))]
+        ids.append(vocab.end)
+        mask.append(answer)
     return ids, mask
