@@ -212,3 +212,13 @@ def test_text_is_split_into_whole_words_unless_char_is_asked():
     assert len(letters.encode("one")) == len(letters.encode("on")) + 1  # a token a letter
     with pytest.raises(ConfigError, match="text_tokenizer"):
         OmniConfig(text_tokenizer="word")
+
+
+def test_speech_scores_count_every_held_out_voice_the_same():
+    from lmforge.omni.evaluate import voice_scores
+
+    # rms: 1 of 2 right; slt: 6 of 6 right (three times the items)
+    right = [True, False] + [True] * 6
+    scores = voice_scores(right, ["flite:rms"] * 2 + ["flite:slt"] * 6)
+    assert scores["per_voice"] == {"flite:rms": 0.5, "flite:slt": 1.0}
+    assert scores["score"] == 0.75 and scores["accuracy"] == 0.875

@@ -140,6 +140,8 @@ def test_tasks_draw_matching_answers():
     for _ in range(10):  # copies are given to the model, never its answers
         messages, gold = conversation("text->image", {"image": copies}, rng)
         assert messages[-1]["content"][0].codes in {tuple(c) for c in codes[:2].tolist()}
+    assert [copies.item(i).copy for i in range(6)] == [False] * 2 + [True] * 4
+    assert copies.item(2) == Item("image", tuple(codes[2].tolist()))  # the flag is not identity
     assert set(TASKS) >= {"image->text", "text->image", "speech->image", "image->speech"}
 
 
@@ -198,3 +200,7 @@ def test_given_items_count_in_the_loss_only_where_asked(vocab):
     assert added == speech + video  # the given image is not named
     assert all(now for was, now in zip(mask, counted, strict=True) if was)  # answers count
     assert encode_conversation(vocab, messages, ("points",)) == (ids, mask)
+    messages[0]["content"][0] = Item("speech", (1, 2, 3), copy=True)  # a perturbed copy: read only
+    _, counted = encode_conversation(vocab, messages, ("speech", "video"))
+    added = [ids[i] for i, (was, now) in enumerate(zip(mask, counted, strict=True)) if now > was]
+    assert added == video

@@ -10,6 +10,9 @@
   and judged the same digit) or another image of it -> its spoken word, each turn on the
   model's own earlier answers; a chain counts when every turn is right. The row also gives the
   share of bigger drawings right (``bigger``, of ``n_bigger``).
+- speech -> X: the score is the mean over the held-out voices of each voice's share right
+  (``per_voice``), the issue's measure and the peer's; ``accuracy`` is the share of items right
+  (the voices have unequal numbers of items).
 
 Each tokenizer's reconstruction on the held-out items comes first (MSE, and the judge on real
 and on encode -> decode items: ``tokenizers`` in the JSON). Each row's ``baseline`` is the peer
@@ -36,7 +39,7 @@ from lmforge.omni.tasks import DIGITS, TASKS, chain_conversation, conversation, 
 from lmforge.omni.train import banks_of, tasks_of
 from lmforge.omni.vocab import Item
 
-__all__ = ["evaluate_omni", "print_table"]
+__all__ = ["evaluate_omni", "print_table", "voice_scores"]
 
 
 def evaluate_omni(
@@ -81,9 +84,8 @@ def evaluate_omni(
         row, items, right, picks = _task(omni, task, banks, judges, limit, seed, sampler)
         real = test[TASKS[task][1]] if TASKS[task][1] != "text" else None
         row["baseline"], detail = baseline_of(task, train, test, judges, seed)
-        if TASKS[task][0] == "speech":  # held-out voices, each on its own
-            voices = [test["speech"].extra["voice"][i] for i in picks]
-            row["per_voice"] = _per_voice(right, voices)
+        if TASKS[task][0] == "speech":  # held-out voices: each on its own, then their mean
+            row.update(voice_scores(right, [test["speech"].extra["voice"][i] for i in picks]))
             if detail:
                 row["baseline_per_voice"] = detail
         if items:
@@ -231,11 +233,15 @@ def _grid(made: dict, path: Path) -> None:
     save_png(path, image_grid(torch.stack(images), columns), scale=4)
 
 
-def _per_voice(right: list[bool], voices: list[str]) -> dict[str, float]:
+def voice_scores(right: list[bool], voices: list[str]) -> dict:
+    """The scores of a task given held-out voices: ``per_voice`` (each voice's share right),
+    ``score`` (their mean: every voice counts the same, the issue's measure and the peer's,
+    though slt has three times the items of rms) and ``accuracy`` (the share of items right)."""
     groups: dict[str, list[bool]] = {}
     for flag, voice in zip(right, voices, strict=True):
         groups.setdefault(voice, []).append(flag)
-    return {voice: _mean(flags) for voice, flags in sorted(groups.items())}
+    per_voice = {voice: _mean(flags) for voice, flags in sorted(groups.items())}
+    return {"score": _mean(per_voice.values()), "accuracy": _mean(right), "per_voice": per_voice}
 
 
 def _text(parts) -> str:
@@ -258,3 +264,5 @@ def print_table(rows: list[dict], say: Callable[[str], None] = print) -> None:
             peer = row.get("baseline_per_voice", {}).get(voice)
             peer = "" if peer is None else f"{peer:.3f}"
             say(f"  voice {voice:<9} {score:>7.3f} {'':>6} {peer:>9}")
+        if "accuracy" in row:
+            say(f"  {'all items':<15} {row['accuracy']:>7.3f}  (the score is the voices' mean)")

@@ -128,7 +128,8 @@ class Bank:
         self._among: dict[frozenset, list[int]] = {}
 
     def item(self, i: int) -> Item:
-        return Item(self.modality, tuple(self.codes[i].tolist()))
+        copy = self.real is not None and i >= self.real
+        return Item(self.modality, tuple(self.codes[i].tolist()), copy)
 
     def one_of(self, name: str, rng: random.Random) -> int:
         return rng.choice(self.by_name[name])

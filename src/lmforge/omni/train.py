@@ -104,12 +104,11 @@ class OmniConfig:
             (``NoisyCodes``; ``{"speech": 0.15}``), so that it cannot lean on a few exact codes
             of a word; none by default.
         tokens_per_second: the training speed the time estimate divides by (2-core CPU).
-        given_loss: modalities whose items in the user's turns count in the loss too (as
-            AnyGPT's pre-training counts every token), so that the decoder models them as well
-            as reads them (``("speech",)``); none by default. With speech, a full run
-            heard the unseen voices better (speech -> text 0.553, was 0.492) but spoke worse
-            (text -> speech 0.894, image -> speech 0.698), since the given items include the
-            perturbed copies (benchmarks/RESULTS.md, ninth run).
+        given_loss: modalities whose real items in the user's turns count in the loss too
+            (as AnyGPT's pre-training counts every token), so that the decoder models them as
+            well as reads them (``("speech",)``); the perturbed copies are only read. None by
+            default. An earlier form that counted the copies too heard the unseen voices
+            better but spoke worse (benchmarks/RESULTS.md, ninth run).
     """
 
     modalities: tuple[str, ...] = tuple(MODALITIES)

@@ -22,7 +22,7 @@ assistant's parts and its ``<|end|>`` carry loss (``encode_conversation``'s mask
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lmforge.errors import ConfigError
 from lmforge.tokenize import Tokenizer
@@ -35,10 +35,12 @@ FRAME = "<frame>"
 
 @dataclass(frozen=True)
 class Item:
-    """One item of a modality inside a message: its codes, ``tokens_per_item`` of them."""
+    """One item of a modality inside a message: its codes, ``tokens_per_item`` of them;
+    ``copy``: a perturbed copy of a training item (``Bank``), which the decoder only reads."""
 
     modality: str
     codes: tuple[int, ...]
+    copy: bool = field(default=False, compare=False)
 
 
 class OmniVocab:
@@ -182,8 +184,9 @@ def encode_conversation(
     vocab: OmniVocab, messages: Sequence[dict], given: Sequence[str] = ()
 ) -> tuple[list[int], list[bool]]:
     """A conversation's ids and which of them count in the loss: the assistant's (its parts and
-    ``<|end|>``), and the codes of every item of a ``given`` modality wherever it stands (the
-    ids between its ``<m>`` and ``</m>``; ``OmniConfig.given_loss``).
+    ``<|end|>``), and the codes of every real item (not a perturbed ``copy``) of a ``given``
+    modality wherever it stands (the ids between its ``<m>`` and ``</m>``;
+    ``OmniConfig.given_loss``).
 
     Args:
         messages: ``{"role": "user"|"assistant"|"system", "content": [str | Item, ...]}``.
@@ -196,7 +199,7 @@ def encode_conversation(
         mask.append(False)
         for part in message["content"]:
             part_ids = vocab.content_ids([part])
-            inner = isinstance(part, Item) and part.modality in given
+            inner = isinstance(part, Item) and part.modality in given and not part.copy
             ids += part_ids
             mask += [answer or (inner and 0 < k < len(part_ids) - 1) for k in range(len(part_ids))]
         ids.append(vocab.end)
