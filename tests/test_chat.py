@@ -280,3 +280,30 @@ def test_recurrent_models_chat_tune_too(family):
     model, tokenizer, result = chat_tune(model, tokenizer, dialogues, train_config, tuning)
     assert result.steps == 5
     assert reply(model, tokenizer, dialogues[0][:1], max_new_tokens=3).tokens <= 3
+
+
+def test_a_kept_default_base_must_know_every_character_of_the_training_phrasings(tmp_path):
+    """A base made before tang-chat's phrasings changed is made again, not reused with the new
+    questions' characters unknown to its tokenizer."""
+    from lmforge.chat.tune import DEFAULT_CHAT, _kept_base
+    from lmforge.data.tang_chat import ANSWERS, load_phrasings
+
+    texts = [
+        question
+        for intent in load_phrasings().values()
+        for language in intent["train"].values()
+        for question in language
+    ] + list(ANSWERS.values())
+    for name, known, kept in (
+        ("all", texts, True),
+        ("older", [t for t in texts if "幾" not in t], False),  # a phrasing's character unknown
+    ):
+        tokenizer = train_tokenizer("char", known)
+        model, _ = build_model("gpt", tokenizer.vocab_size, DEFAULT_CHAT["model"])
+        save_model(tmp_path / name, model, tokenizer)
+        assert _kept_base(tmp_path / name) is kept
+    tokenizer = train_tokenizer("char", texts)
+    model, _ = build_model("gpt", tokenizer.vocab_size, {**DEFAULT_CHAT["model"], "n_layers": 2})
+    save_model(tmp_path / "other", model, tokenizer)
+    assert not _kept_base(tmp_path / "other")  # another recipe
+    assert not _kept_base(tmp_path / "none")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -25,18 +26,20 @@ from pathlib import Path
 import torch
 
 from lmforge.chat.session import chat_family
-from lmforge.checkpoint import CONFIG_FILE, WEIGHTS_FILE, start_run
+from lmforge.checkpoint import CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, start_run
 from lmforge.config import build_config, config_to_dict
 from lmforge.data import load_corpus
-from lmforge.data.tang_chat import build_dialogues
-from lmforge.errors import ConfigError
+from lmforge.data.tang_chat import ANSWERS, build_dialogues, load_phrasings
+from lmforge.errors import ConfigError, LMForgeError
 from lmforge.folders import load_model, read_record, save_weights, write_record
 from lmforge.lock import folder_lock
 from lmforge.models import family_of
 from lmforge.tokenize import (
     DEFAULT_CHAT_TEMPLATE,
+    UNK,
     ChatTemplate,
     Tokenizer,
+    load_tokenizer,
     train_tokenizer,
     with_role_tokens,
 )
@@ -277,10 +280,7 @@ def default_chat_model(
         dialogues = [d["messages"] for d in build_dialogues("train")]
     train_config, tuning = chat_settings(sets or {}, lora, spec["tune"])
     base = Path(spec["folder"])
-    kept = (base / WEIGHTS_FILE).exists() and (base / CONFIG_FILE).exists()
-    if kept:  # a base of another recipe (an older default) is made again
-        recorded = read_record(base).get("config", {})
-        kept = all(recorded.get(key) == value for key, value in spec["model"].items())
+    kept = _kept_base(base)
     pretrain = spec["train"]
     speed = spec["tokens_per_second"]
     tokens = train_config.max_steps * train_config.batch_size * (spec["model"]["max_seq_len"] + 1)
@@ -310,6 +310,31 @@ def default_chat_model(
         overwrite=overwrite,
         progress=progress,
     )
+
+
+def _kept_base(folder: Path) -> bool:
+    """Whether ``folder`` holds a base of ``DEFAULT_CHAT``'s recipe: its model settings, and a
+    tokenizer that knows every character of tang-chat's training questions and answers (a base
+    made before the phrasings changed lacks the new ones). Any other base, an older default's,
+    is made again."""
+    if not ((folder / WEIGHTS_FILE).exists() and (folder / CONFIG_FILE).exists()):
+        return False
+    recorded = read_record(folder).get("config", {})
+    if any(recorded.get(key) != value for key, value in DEFAULT_CHAT["model"].items()):
+        return False
+    try:
+        tokenizer = load_tokenizer(folder / TOKENIZER_FILE)
+    except LMForgeError:
+        return False
+    questions = [
+        re.sub(r"\{\w+\}", "", question)
+        for intent in load_phrasings().values()
+        for language in intent["train"].values()
+        for question in language
+    ]
+    return UNK not in {
+        t for text in [*questions, *ANSWERS.values()] for t in tokenizer.tokens(text)
+    }
 
 
 def _pretrain_base(folder: Path, progress: bool = True) -> None:
