@@ -286,14 +286,9 @@ def test_a_kept_default_base_must_know_every_character_of_the_training_phrasings
     """A base made before tang-chat's phrasings changed is made again, not reused with the new
     questions' characters unknown to its tokenizer."""
     from lmforge.chat.tune import DEFAULT_CHAT, _kept_base
-    from lmforge.data.tang_chat import ANSWERS, load_phrasings
+    from lmforge.data.tang_chat import fixed_texts
 
-    texts = [
-        question
-        for intent in load_phrasings().values()
-        for language in intent["train"].values()
-        for question in language
-    ] + list(ANSWERS.values())
+    texts = fixed_texts("train")
     for name, known, kept in (
         ("all", texts, True),
         ("older", [t for t in texts if "幾" not in t], False),  # a phrasing's character unknown

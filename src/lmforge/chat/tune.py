@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import shutil
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -29,7 +28,7 @@ from lmforge.chat.session import chat_family
 from lmforge.checkpoint import CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, start_run
 from lmforge.config import build_config, config_to_dict
 from lmforge.data import load_corpus
-from lmforge.data.tang_chat import ANSWERS, build_dialogues, load_phrasings
+from lmforge.data.tang_chat import build_dialogues, fixed_texts
 from lmforge.errors import ConfigError, LMForgeError
 from lmforge.folders import load_model, read_record, save_weights, write_record
 from lmforge.lock import folder_lock
@@ -326,15 +325,7 @@ def _kept_base(folder: Path) -> bool:
         tokenizer = load_tokenizer(folder / TOKENIZER_FILE)
     except LMForgeError:
         return False
-    questions = [
-        re.sub(r"\{\w+\}", "", question)
-        for intent in load_phrasings().values()
-        for language in intent["train"].values()
-        for question in language
-    ]
-    return UNK not in {
-        t for text in [*questions, *ANSWERS.values()] for t in tokenizer.tokens(text)
-    }
+    return UNK not in {t for text in fixed_texts("train") for t in tokenizer.tokens(text)}
 
 
 def _pretrain_base(folder: Path, progress: bool = True) -> None:

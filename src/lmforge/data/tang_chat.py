@@ -63,6 +63,7 @@ __all__ = [
     "Fact",
     "Poem",
     "build_dialogues",
+    "fixed_texts",
     "load_facts",
     "load_phrasings",
     "load_poems",
@@ -146,6 +147,18 @@ def load_phrasings() -> dict[str, dict[str, dict[str, list[str]]]]:
     """The question templates of ``chat_phrasings.json``: intent -> ``"train"`` or ``"eval"`` ->
     ``"zh"`` or ``"en"`` -> templates with ``{fields}``. Their answers are ``ANSWERS``."""
     return json.loads(_builtin(PHRASINGS_FILE).read_text(encoding="utf-8"))
+
+
+def fixed_texts(split: str = "train") -> list[str]:
+    """The words every dialogue of ``split`` is made of besides the poems: its question
+    templates with their ``{fields}`` left out, and the answer sentences."""
+    questions = [
+        re.sub(r"\{\w+\}", "", question)
+        for intent in load_phrasings().values()
+        for language in intent[split].values()
+        for question in language
+    ]
+    return [*questions, *ANSWERS.values()]
 
 
 def poem_lines(body: str) -> list[str] | None:
