@@ -158,6 +158,28 @@ def test_grown_vocabulary_keeps_old_logits_and_starts_new_rows_at_the_mean():
     assert torch.allclose(grown.tok_emb.weight[20:], mean.expand(4, -1))
 
 
+def test_chat_tuning_can_give_a_gpt_a_copy_head_that_its_folder_keeps(tmp_path):
+    dialogues = facts_dialogues(4)
+    torch.manual_seed(0)
+    base, _ = build_model("gpt", 20, TINY)
+    grown = grow_vocab(base, 24, copy_dim=8)
+    assert grown.config.copy_dim == 8 and grown.copy is not None
+    assert torch.equal(grown.blocks[0].attn.qkv.weight, base.blocks[0].attn.qkv.weight)
+    assert grow_vocab(grown, 24, copy_dim=8) is grown
+    with pytest.raises(ConfigError, match="has one of 8"):
+        grow_vocab(grown, 24, copy_dim=16)
+    rnn, _ = build_model("lstm", 20, {"d_model": 16, "n_layers": 1})
+    with pytest.raises(ConfigError, match="only a gpt has one"):
+        grow_vocab(rnn, 24, copy_dim=8)
+    for lora in (False, True):
+        (tmp_path / str(lora)).mkdir()
+        folder = tuned(tmp_path / str(lora), dialogues, steps=10, lora=lora, lora_r=4, copy_dim=8)
+        model, tokenizer = load_chat_model(folder)
+        assert model.copy is not None and load_model(folder)[2]["chat_tuning"]["copy_dim"] == 8
+        assert float(model.copy.sentinel.bias) != model.copy.start_bias  # the head was trained
+        assert isinstance(reply(model, tokenizer, dialogues[0][:1], max_new_tokens=3), Reply)
+
+
 def test_chat_tuning_learns_a_follow_up_that_plain_text_training_cannot(chat_folder):
     dialogues = facts_dialogues()
     model, tokenizer = load_chat_model(chat_folder)

@@ -222,6 +222,10 @@ def test_gpt_export_refuses_what_gpt2_cannot_hold(tmp_path):
     rotary = tiny_gpt(tokenizer.vocab_size, positions="rotary")
     with pytest.raises(ConfigError, match="rotary positions cannot be exported"):
         export_hf(rotary, tokenizer, tmp_path)
+    copying = tiny_gpt(tokenizer.vocab_size, copy_dim=8)
+    with pytest.raises(ConfigError, match="copy_dim > 0 cannot be exported"):
+        export_hf(copying, tokenizer, tmp_path)
+    assert not (tmp_path / "model.safetensors").exists()
 
 
 # --------------------------------------------------------------------- bert -> BertForMaskedLM

@@ -37,6 +37,8 @@ def random_ids(batch=3, length=16, vocab=23, seed=0):
         ("dropout", -0.1),
         ("tie_embeddings", "yes"),
         ("bias", 1),
+        ("copy_dim", -1),
+        ("copy_dim", True),
     ],
 )
 def test_config_validation_names_the_field(field, value):
@@ -161,17 +163,19 @@ def greedy_without_cache(model: GPT, prompt: torch.Tensor, new_tokens: int) -> t
     return ids
 
 
+@pytest.mark.parametrize("copy_dim", [0, 8])
 @pytest.mark.parametrize("prompt_length", [3, 20])  # within and beyond max_seq_len (16)
-def test_kv_cache_generation_equals_recomputation(prompt_length):
-    model = tiny_gpt(seed=3).eval()
+def test_kv_cache_generation_equals_recomputation(prompt_length, copy_dim):
+    model = tiny_gpt(seed=3, copy_dim=copy_dim).eval()
     prompt = random_ids(batch=2, length=prompt_length, seed=4)
     cached = model.generate(prompt, 30, Sampler(temperature=0))
     assert cached.shape == (2, prompt_length + 30)
     assert torch.equal(cached, greedy_without_cache(model, prompt, 30))
 
 
-def test_step_with_several_new_tokens_equals_one_call():
-    model = tiny_gpt().eval()
+@pytest.mark.parametrize("copy_dim", [0, 8])
+def test_step_with_several_new_tokens_equals_one_call(copy_dim):
+    model = tiny_gpt(copy_dim=copy_dim).eval()
     ids = random_ids(batch=2, length=12)
     with torch.no_grad():
         _, cache = model.step(ids[:, :5])
@@ -228,15 +232,15 @@ def test_same_logits_as_hugging_face_gpt2_with_the_same_weights():
         assert torch.allclose(model(ids)[0], hf(input_ids=ids).logits, atol=1e-5)
 
 
-def test_slots_decode_rows_of_different_lengths_as_step_does_alone():
+@pytest.mark.parametrize("copy_dim", [0, 8])
+def test_slots_decode_rows_of_different_lengths_as_step_does_alone(copy_dim):
     """Continuous batching: rows that joined at different times, stepped together, give each
     row's own ``step`` logits; a row moved to keep the active rows first keeps its state."""
     torch.manual_seed(0)
-    model = GPT(
-        GPTConfig(
-            vocab_size=50, d_model=32, n_layers=2, n_heads=4, d_ff=64, max_seq_len=20, dropout=0.0
-        )
-    ).eval()
+    config = GPTConfig(
+        vocab_size=50, d_model=32, n_layers=2, n_heads=4, d_ff=64, max_seq_len=20, copy_dim=copy_dim
+    )
+    model = GPT(config).eval()
     with torch.inference_mode():
         slots = model.new_slots(4)
         prompts = [torch.randint(0, 50, (n,)) for n in (3, 7, 1)]

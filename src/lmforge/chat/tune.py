@@ -1,7 +1,9 @@
 """Chat tuning: a causal LM turned into an assistant on dialogues, with the one Trainer.
 
 ``chat_tune`` adds the role tokens to the tokenizer (``lmforge.tokenize.chat``), grows the model's
-vocabulary rows to fit (``grow_vocab``: new rows start as the mean of the old ones), and trains
+vocabulary rows to fit (``grow_vocab``: new rows start as the mean of the old ones) and, if asked,
+gives a gpt a copy head (``GPTConfig.copy_dim``: reading a line back out of the conversation is
+then one attention), and trains
 on ``lmforge.train.tasks.ChatTask``: the loss counts the assistant's tokens only. Full tuning
 trains every weight; LoRA (Hu et al. 2021, through ``peft`` as ``lmforge.vertical`` uses it)
 trains rank-r adapters of every block's attention and MLP projections plus the token embeddings
@@ -99,7 +101,7 @@ DEFAULT_CHAT = {
         "eval_interval": 200,
         "eval_tokens": 20_000,
     },
-    "tune": {**CHAT_TRAIN, "max_steps": 1800, "lr": 2e-3, "min_lr": 2e-4},
+    "tune": {**CHAT_TRAIN, "max_steps": 1800, "lr": 2e-3, "min_lr": 2e-4, "copy_dim": 64},
     "tokens_per_second": {"pretrain": 4_900, "tune": 7_600},
 }
 
@@ -113,24 +115,27 @@ class ChatTuning:
         lora_r: the adapters' rank.
         lora_alpha: their scale numerator (the update is alpha / r * B A).
         chat_template: the Jinja chat template the folder carries.
+        copy_dim: give a gpt without one a copy head of this width (0: none), trained from
+            fresh weights with the rest (``GPTConfig.copy_dim``).
     """
 
     lora: bool = False
     lora_r: int = 16
     lora_alpha: int = 32
     chat_template: str = DEFAULT_CHAT_TEMPLATE
+    copy_dim: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("lora_r", "lora_alpha"):
+        for name, least in (("lora_r", 1), ("lora_alpha", 1), ("copy_dim", 0)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ConfigError(f"{name} must be an integer >= {least}, got {value!r}")
         ChatTemplate(self.chat_template)  # a template that does not compile fails here
 
 
 def chat_settings(sets: dict, lora: bool = False, defaults: dict = CHAT_TRAIN):
     """(TrainConfig, ChatTuning) from ``--set`` values over ``defaults``: trainer settings and
-    ``lora_r`` / ``lora_alpha`` / ``chat_template``.
+    ``lora_r`` / ``lora_alpha`` / ``chat_template`` / ``copy_dim``.
 
     Raises:
         ConfigError: an unknown key, listing the valid ones.
@@ -143,21 +148,33 @@ def chat_settings(sets: dict, lora: bool = False, defaults: dict = CHAT_TRAIN):
             f"unknown setting(s) {', '.join(unknown)}; chat-tune takes the trainer's "
             f"{', '.join(sorted(train_keys))} and {', '.join(sorted(tune_keys))}"
         )
-    train = {**defaults, **{k: v for k, v in sets.items() if k in train_keys}}
-    tune = {k: v for k, v in sets.items() if k in tune_keys}
+    merged = {**defaults, **sets}
+    train = {k: v for k, v in merged.items() if k in train_keys}
+    tune = {k: v for k, v in merged.items() if k in tune_keys}
     return build_config(TrainConfig, train, {}), build_config(ChatTuning, {"lora": lora}, tune)
 
 
-def grow_vocab(model: torch.nn.Module, vocab_size: int) -> torch.nn.Module:
+def grow_vocab(model: torch.nn.Module, vocab_size: int, copy_dim: int = 0) -> torch.nn.Module:
     """``model`` with ``vocab_size`` token rows: the old rows unchanged, each new row of every
-    vocabulary-sized tensor (embedding, output layer and its bias) the mean of the old rows.
-    ``model`` itself when its vocabulary is that size already.
+    vocabulary-sized tensor (embedding, output layer and its bias) the mean of the old rows;
+    and, for ``copy_dim`` > 0, a gpt without a copy head given a fresh one of that width.
+    ``model`` itself when there is nothing to add.
 
     Raises:
-        ConfigError: a smaller vocabulary, or an adaptive softmax (its clusters cannot grow).
+        ConfigError: a smaller vocabulary, an adaptive softmax (its clusters cannot grow), a
+            copy head for another family than gpt, or one of another width than the model's.
     """
     config = model.config
-    if vocab_size == config.vocab_size:
+    changes = {"vocab_size": vocab_size}
+    had = getattr(config, "copy_dim", None)
+    if copy_dim and had != copy_dim:
+        if had is None or had:
+            raise ConfigError(
+                f"cannot give this {family_of(model).name} model a copy head of width "
+                f"{copy_dim}: " + ("only a gpt has one" if had is None else f"it has one of {had}")
+            )
+        changes["copy_dim"] = copy_dim
+    if changes == {"vocab_size": config.vocab_size}:
         return model
     if vocab_size < config.vocab_size or getattr(config, "adaptive_cutoffs", ()):
         raise ConfigError(
@@ -165,11 +182,10 @@ def grow_vocab(model: torch.nn.Module, vocab_size: int) -> torch.nn.Module:
             f"{getattr(config, 'adaptive_cutoffs', ())}) to {vocab_size}; tune a model with a "
             "full softmax"
         )
-    grown = family_of(model).model_class(dataclasses.replace(config, vocab_size=vocab_size))
-    fresh = grown.state_dict()
-    state = {}
+    grown = family_of(model).model_class(dataclasses.replace(config, **changes))
+    state = grown.state_dict()  # a new copy head keeps its fresh weights
     for name, old in model.state_dict().items():
-        if old.shape != fresh[name].shape:  # (V, ...) -> (vocab_size, ...)
+        if old.shape != state[name].shape:  # (V, ...) -> (vocab_size, ...)
             mean = old.mean(dim=0, keepdim=True)
             old = torch.cat([old, mean.expand(vocab_size - old.shape[0], *old.shape[1:])])
         state[name] = old
@@ -215,7 +231,7 @@ def chat_tune(
     tokenizer = with_role_tokens(tokenizer)
     tokenizer.chat_template = tuning.chat_template
     torch.manual_seed(train_config.seed)  # LoRA's initial adapters come from the run's seed
-    model = grow_vocab(model, tokenizer.vocab_size)
+    model = grow_vocab(model, tokenizer.vocab_size, tuning.copy_dim)
     template = ChatTemplate(tuning.chat_template)
     task = ChatTask(
         model, tokenizer, template, dialogues, valid, train_config.batch_size, train_config.seed
@@ -240,6 +256,7 @@ def chat_tune(
                     "lora": tuning.lora,
                     "lora_r": tuning.lora_r,
                     "lora_alpha": tuning.lora_alpha,
+                    "copy_dim": tuning.copy_dim,
                 },
                 **(record or {}),
             )
@@ -248,11 +265,15 @@ def chat_tune(
 
 def _with_lora(model: torch.nn.Module, tuning: ChatTuning):
     """``model`` as a peft model: LoRA adapters on the block projections, the token embeddings
-    trainable too (the new role tokens' rows must be learnt; a tied output layer shares them)."""
+    trainable too (the new role tokens' rows must be learnt; a tied output layer shares them),
+    and a copy head, which is small, trained whole."""
     from lmforge.vertical.recipes import lora_model
 
     lora = lora_model(model, tuning.lora_r, tuning.lora_alpha)
-    lora.get_base_model().tok_emb.weight.requires_grad_(True)
+    base = lora.get_base_model()
+    base.tok_emb.weight.requires_grad_(True)
+    if getattr(base, "copy", None) is not None:
+        base.copy.requires_grad_(True)
     return lora
 
 

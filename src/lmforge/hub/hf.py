@@ -503,6 +503,11 @@ def _gpt_export(model: GPT, tokenizer: Tokenizer) -> dict:
             "GPT-2 has learned absolute positions; a GPT with rotary positions cannot be "
             "exported as GPT-2 (train it with positions=learned to export it)"
         )
+    if c.copy_dim:
+        raise ConfigError(
+            "GPT-2 has no copy head; a GPT with copy_dim > 0 cannot be exported as GPT-2 (tune "
+            "it with --set copy_dim=0 to export it)"
+        )
     if c.adaptive_cutoffs:
         raise ConfigError(
             "GPT-2 has a full softmax; a GPT with adaptive_cutoffs cannot be exported "

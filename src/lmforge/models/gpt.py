@@ -38,6 +38,7 @@ from lmforge.nn.attention import (
 )
 from lmforge.nn.decoding import generate
 from lmforge.nn.layers import AdaptiveInput, FeedForward, OutputHead, init_normal
+from lmforge.nn.pointer import CopyHead, copy_mixture, copy_target_mixture
 from lmforge.nn.protocol import max_seq_len_context, no_state, num_parameters
 
 __all__ = ["FAMILY", "GPT", "GPTCache", "GPTConfig", "GPTSlots"]
@@ -66,6 +67,9 @@ class GPTConfig:
             (Grave et al. 2017) for large vocabularies. With tie_embeddings the input embedding
             then reads the adaptive softmax's weights (adaptive input, Baevski & Auli 2019):
             frequent tokens their head row, rare ones their narrow cluster row projected up.
+        copy_dim: 0, or the width of a copy head (``lmforge.nn.pointer``: the pointer sentinel
+            mixture, Merity et al. 2017) that may copy, instead of the softmax's pick, the
+            token that followed an earlier position of the context. Not in GPT-2.
     """
 
     vocab_size: int = 0
@@ -79,6 +83,7 @@ class GPTConfig:
     bias: bool = True
     adaptive_cutoffs: tuple[int, ...] = ()
     positions: str = "learned"
+    copy_dim: int = 0
 
     def __post_init__(self) -> None:
         check_sizes(self, ("d_model", "n_layers", "n_heads", "d_ff", "max_seq_len"))
@@ -90,6 +95,14 @@ class GPTConfig:
                 f"rotary positions need an even d_model / n_heads, got {self.head_dim}"
             )
         check_dropout(self.dropout)
+        if (
+            isinstance(self.copy_dim, bool)
+            or not isinstance(self.copy_dim, int)
+            or self.copy_dim < 0
+        ):
+            raise ConfigError(
+                f"copy_dim must be an integer >= 0 (0: no copy head), got {self.copy_dim!r}"
+            )
         for name in ("tie_embeddings", "bias"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -145,6 +158,7 @@ class GPTCache:
 
     ids: torch.Tensor
     layers: list[KVCache]
+    copy_keys: torch.Tensor | None = None  # (B, max_seq_len, copy_dim): the copy head's keys
 
     @property
     def length(self) -> int:
@@ -165,11 +179,15 @@ class GPTSlots:
     Attributes:
         keys, values: per block, (S, H, max_seq_len, D) buffers.
         lengths: (S,) int64, the tokens each row has read.
+        ids, copy_keys: with a copy head, (S, max_seq_len) the tokens and (S, max_seq_len,
+            copy_dim) its keys; else None.
     """
 
     keys: list[torch.Tensor]
     values: list[torch.Tensor]
     lengths: torch.Tensor
+    ids: torch.Tensor | None = None
+    copy_keys: torch.Tensor | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,6 +223,7 @@ class GPT(nn.Module):
         )
         if adaptive_tied:
             self.tok_emb = AdaptiveInput(self.head)
+        self.copy = CopyHead(c.d_model, c.copy_dim, c.max_seq_len) if c.copy_dim else None
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -215,6 +234,8 @@ class GPT(nn.Module):
         for block in self.blocks:
             nn.init.normal_(block.attn.proj.weight, mean=0.0, std=residual_std)
             nn.init.normal_(block.mlp.proj.weight, mean=0.0, std=residual_std)
+        if self.copy is not None:
+            self.copy.reset_sentinel()
 
     # The parts of the family protocol that several families share (lmforge.nn.protocol).
     context_size = max_seq_len_context
@@ -256,25 +277,63 @@ class GPT(nn.Module):
         return self.ln_f(x), new_caches
 
     def forward(self, ids: torch.Tensor, state: None = None) -> tuple[torch.Tensor, None]:
-        """(B, T) ids -> (B, T, vocab_size) next-token logits, and no state."""
+        """(B, T) ids -> (B, T, vocab_size) next-token logits (with a copy head: the mixture's
+        log-probs), and no state."""
         hidden, _ = self.hidden_states(ids)
-        return self.head.logits(hidden), None
+        logits = self.head.logits(hidden)
+        if self.copy is None:
+            return logits, None
+        weights, candidates = self._copy_window(hidden, ids)
+        return copy_mixture(logits.log_softmax(dim=-1), weights, candidates), None
 
     def log_probs(
         self, inputs: torch.Tensor, targets: torch.Tensor, state: None = None
     ) -> tuple[torch.Tensor, None]:
         """(B, T), (B, T) -> (B, T) log p(targets[:, t] | inputs[:, :t+1]), and no state."""
-        hidden, _ = self.hidden_states(inputs)
-        return self.head.target_log_probs(hidden, targets), None
+        return self.selected_log_probs(inputs, targets, None), None
 
     def selected_log_probs(
-        self, inputs: torch.Tensor, targets: torch.Tensor, keep: torch.Tensor
+        self, inputs: torch.Tensor, targets: torch.Tensor, keep: torch.Tensor | None
     ) -> torch.Tensor:
         """(B, T) inputs and targets, (B, T) bool ``keep`` -> (N,) log p(target) at the N kept
-        positions; the output layer reads those only (chat tuning scores the assistant's tokens
-        alone, and a small model's output layer is much of its cost)."""
+        positions (None: every position, (B, T)); the output layer reads those only (chat
+        tuning scores the assistant's tokens alone, and a small model's output layer is much of
+        its cost)."""
         hidden, _ = self.hidden_states(inputs)
-        return self.head.target_log_probs(hidden[keep], targets[keep])
+        pick = (lambda x: x) if keep is None else (lambda x: x[keep])
+        log_probs = self.head.target_log_probs(pick(hidden), pick(targets))
+        if self.copy is None:
+            return log_probs
+        weights, candidates = self._copy_window(hidden, inputs)
+        candidates = candidates.expand(-1, inputs.shape[1], -1)  # (B, T, T - 1)
+        return copy_target_mixture(log_probs, pick(weights), pick(candidates), pick(targets))
+
+    def _copy_window(self, hidden: torch.Tensor, ids: torch.Tensor):
+        """The copy head over a window read at once: its log weights (B, T, T) at every
+        position, and the tokens (B, 1, T - 1) that positions 0 .. T - 2 copy."""
+        positions = torch.arange(ids.shape[1], device=ids.device)
+        keys = self.copy.key(hidden[:, :-1])  # (B, T - 1, P)
+        allowed = positions[None, :-1] < positions[:, None]  # (T, T - 1): s < t
+        return self.copy.log_weights(hidden, keys, allowed[None]), ids[:, None, 1:]
+
+    def _next_logits(
+        self,
+        hidden: torch.Tensor,
+        ids: torch.Tensor | None,
+        keys: torch.Tensor | None,
+        positions: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """(B, d_model) hidden vectors of each row's newest token -> (B, V) next-token logits.
+        With a copy head: the rows' tokens ``ids`` (B, >= S + 1) and keys (B, S, P) so far, and
+        the newest token's position (B,) in each row (it points at s < its position)."""
+        logits = self.head.logits(hidden)
+        if self.copy is None:
+            return logits
+        span = keys.shape[1]
+        allowed = torch.arange(span, device=hidden.device)[None] < positions[:, None]  # (B, S)
+        weights = self.copy.log_weights(hidden[:, None], keys, allowed[:, None])  # (B, 1, 1+S)
+        candidates = ids[:, None, 1 : span + 1]  # (B, 1, S)
+        return copy_mixture(logits.log_softmax(dim=-1)[:, None], weights, candidates)[:, 0]
 
     def step(
         self, ids: torch.Tensor, cache: GPTCache | None = None
@@ -300,7 +359,13 @@ class GPT(nn.Module):
         start, end = cache.length, cache.length + ids.shape[1]
         hidden, layers = self.hidden_states(ids, start, cache.layers)
         cache.ids[:, start:end] = ids
-        return self.head.logits(hidden[:, -1]), GPTCache(cache.ids, layers)
+        keys = None
+        if self.copy is not None:
+            cache.copy_keys[:, start:end] = self.copy.key(hidden)
+            keys = cache.copy_keys[:, : end - 1]
+        newest = torch.full((ids.shape[0],), end - 1, device=ids.device)
+        logits = self._next_logits(hidden[:, -1], cache.ids, keys, newest)
+        return logits, GPTCache(cache.ids, layers, cache.copy_keys)
 
     def empty_cache(self, like: torch.Tensor) -> GPTCache:
         """An empty cache with room for max_seq_len positions, for a batch like ``like``."""
@@ -310,7 +375,8 @@ class GPT(nn.Module):
         layers = [
             KVCache.empty(batch, c.n_heads, c.head_dim, capacity, weight) for _ in self.blocks
         ]
-        return GPTCache(like.new_empty(batch, capacity), layers)
+        keys = weight.new_empty(batch, capacity, c.copy_dim) if self.copy is not None else None
+        return GPTCache(like.new_empty(batch, capacity), layers, keys)
 
     generate = generate  # lmforge.nn.decoding.generate(self, prompt_ids, max_new_tokens, sampler)
 
@@ -322,7 +388,13 @@ class GPT(nn.Module):
         shape = (slots, c.n_heads, c.max_seq_len, c.head_dim)
         keys = [weight.new_zeros(shape) for _ in self.blocks]
         values = [weight.new_zeros(shape) for _ in self.blocks]
-        return GPTSlots(keys, values, torch.zeros(slots, dtype=torch.long, device=weight.device))
+        lengths = torch.zeros(slots, dtype=torch.long, device=weight.device)
+        if self.copy is None:
+            return GPTSlots(keys, values, lengths)
+        ids = lengths.new_zeros(slots, c.max_seq_len)
+        return GPTSlots(
+            keys, values, lengths, ids, weight.new_zeros(slots, c.max_seq_len, c.copy_dim)
+        )
 
     def prefill_slot(self, slots: GPTSlots, row: int, ids: torch.Tensor) -> torch.Tensor:
         """Read a prompt (T,) into row ``row`` (replacing what it held); (V,) logits of the
@@ -332,7 +404,13 @@ class GPT(nn.Module):
             keys[row, :, : len(ids)] = cache.keys[0]
             values[row, :, : len(ids)] = cache.values[0]
         slots.lengths[row] = len(ids)
-        return self.head.logits(hidden[0, -1])
+        if self.copy is None:
+            return self.head.logits(hidden[0, -1])
+        slots.ids[row, : len(ids)] = ids
+        slots.copy_keys[row, : len(ids)] = self.copy.key(hidden[0])
+        newest = slots.lengths[row : row + 1] - 1
+        keys = slots.copy_keys[row : row + 1, : len(ids) - 1]
+        return self._next_logits(hidden[:, -1], slots.ids[row : row + 1], keys, newest)[0]
 
     def step_slots(self, slots: GPTSlots, ids: torch.Tensor) -> torch.Tensor:
         """Append one token to each of rows 0 .. n-1, ``ids`` (n,); (n, V) logits of the next
@@ -356,7 +434,13 @@ class GPT(nn.Module):
         for block, keys, values in zip(self.blocks, slots.keys, slots.values, strict=True):
             x, _ = block(x, SlotKV(keys, values, positions, span), mask, rotary)
         slots.lengths[: len(ids)] += 1
-        return self.head.logits(self.ln_f(x)[:, 0])
+        hidden, rows = self.ln_f(x)[:, 0], torch.arange(len(ids))
+        if self.copy is None:
+            return self.head.logits(hidden)
+        slots.ids[rows, positions] = ids
+        slots.copy_keys[rows, positions] = self.copy.key(hidden)
+        keys = slots.copy_keys[: len(ids), : span - 1]
+        return self._next_logits(hidden, slots.ids[: len(ids)], keys, positions)
 
     @staticmethod
     def move_slot(slots: GPTSlots, source: int, target: int) -> None:
@@ -364,6 +448,9 @@ class GPT(nn.Module):
         length = int(slots.lengths[source])
         for buffer in (*slots.keys, *slots.values):
             buffer[target, :, :length] = buffer[source, :, :length]
+        for buffer in (slots.ids, slots.copy_keys):
+            if buffer is not None:
+                buffer[target, :length] = buffer[source, :length]
         slots.lengths[target] = length
 
 
