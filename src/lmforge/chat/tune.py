@@ -178,7 +178,8 @@ def grow_vocab(model: torch.nn.Module, vocab_size: int, copy_dim: int = 0) -> to
         changes["copy_dim"] = copy_dim
     if changes == {"vocab_size": config.vocab_size}:
         return model
-    if vocab_size < config.vocab_size or getattr(config, "adaptive_cutoffs", ()):
+    grows = vocab_size != config.vocab_size
+    if grows and (vocab_size < config.vocab_size or getattr(config, "adaptive_cutoffs", ())):
         raise ConfigError(
             f"cannot grow a model of {config.vocab_size} tokens (adaptive_cutoffs "
             f"{getattr(config, 'adaptive_cutoffs', ())}) to {vocab_size}; tune a model with a "

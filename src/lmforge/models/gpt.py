@@ -15,6 +15,8 @@ softmax (Press & Wolf 2017).
 Simplified compared with GPT-2: no byte-level BPE of its own (any lmforge tokenizer), no
 weight decay groups (the Trainer's business), the context is ``max_seq_len`` tokens; generation
 beyond it slides a window over the last ``max_seq_len`` tokens, recomputing it at every step.
+Beyond GPT-2, two options: rotary positions (``positions``) and a copy head (``copy_dim``, the
+pointer sentinel mixture of ``lmforge.nn.pointer``), whose log-probs then stand for the logits.
 """
 
 from __future__ import annotations
