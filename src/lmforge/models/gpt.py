@@ -319,18 +319,13 @@ class GPT(nn.Module):
         return self.copy.log_weights(hidden, keys, allowed[None]), ids[:, None, 1:]
 
     def _next_logits(
-        self,
-        hidden: torch.Tensor,
-        ids: torch.Tensor | None,
-        keys: torch.Tensor | None,
-        positions: torch.Tensor | None,
+        self, hidden: torch.Tensor, ids: torch.Tensor, keys: torch.Tensor, positions: torch.Tensor
     ) -> torch.Tensor:
-        """(B, d_model) hidden vectors of each row's newest token -> (B, V) next-token logits.
-        With a copy head: the rows' tokens ``ids`` (B, >= S + 1) and keys (B, S, P) so far, and
-        the newest token's position (B,) in each row (it points at s < its position)."""
+        """(B, d_model) hidden vectors of each row's newest token -> (B, V) the copy mixture's
+        next-token log-probs, given the rows' tokens ``ids`` (B, >= S + 1) and copy keys
+        (B, S, P) so far, and the newest token's position (B,) in each row (it points at
+        s < its position)."""
         logits = self.head.logits(hidden)
-        if self.copy is None:
-            return logits
         span = keys.shape[1]
         allowed = torch.arange(span, device=hidden.device)[None] < positions[:, None]  # (B, S)
         weights = self.copy.log_weights(hidden[:, None], keys, allowed[:, None])  # (B, 1, 1+S)
@@ -361,13 +356,13 @@ class GPT(nn.Module):
         start, end = cache.length, cache.length + ids.shape[1]
         hidden, layers = self.hidden_states(ids, start, cache.layers)
         cache.ids[:, start:end] = ids
-        keys = None
-        if self.copy is not None:
-            cache.copy_keys[:, start:end] = self.copy.key(hidden)
-            keys = cache.copy_keys[:, : end - 1]
+        cache = GPTCache(cache.ids, layers, cache.copy_keys)
+        if self.copy is None:
+            return self.head.logits(hidden[:, -1]), cache
+        cache.copy_keys[:, start:end] = self.copy.key(hidden)
         newest = torch.full((ids.shape[0],), end - 1, device=ids.device)
-        logits = self._next_logits(hidden[:, -1], cache.ids, keys, newest)
-        return logits, GPTCache(cache.ids, layers, cache.copy_keys)
+        keys = cache.copy_keys[:, : end - 1]
+        return self._next_logits(hidden[:, -1], cache.ids, keys, newest), cache
 
     def empty_cache(self, like: torch.Tensor) -> GPTCache:
         """An empty cache with room for max_seq_len positions, for a batch like ``like``."""
