@@ -209,3 +209,14 @@ def test_training_reading_poems_are_recombined_train_lines(train):
         found = poem_lines(body)
         assert found and set(found) <= lines, body
     assert sum(body in real for body in read) < len(read) // 100
+
+
+def test_training_asks_for_the_line_after_a_quoted_one_twice_as_often(train):
+    """The answer "下一句是「…」" follows a quoted line ("after") or a named one ("next"); the
+    N-th line question is asked half as often as "after" in every turn."""
+    asked = Counter()
+    for dialogue in train:
+        for message, kind in zip(dialogue["messages"][1::2], dialogue["kinds"], strict=True):
+            if kind == "reading" and message["content"].startswith(("第", "下一句")):
+                asked["nth" if message["content"].startswith("第") else "after"] += 1
+    assert 1.8 < asked["after"] / asked["nth"] < 2.2, asked

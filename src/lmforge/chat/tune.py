@@ -73,12 +73,13 @@ CHAT_TRAIN = {
 # The default chat model (``default_chat_model``): a small GPT with rotary positions on tang's
 # characters, pretrained on the poems (500 x 16 x 256 tokens: about one epoch; rotary positions
 # reach validation perplexity 197 there where learned ones reach 333), then tuned on tang-chat
-# (about 970,000 tokens an epoch; 1,800 x 16 rows of 257: about 7.6 epochs, each of the 500
-# facts in some 120 dialogues), with a copy head given at tuning (``copy_dim``: without it the
-# tuned model wrote back 0 of 197 held-out line questions, with it about half; RESULTS.md,
-# 2026-12-06). The speeds are a 2-core CPU's training tokens/s for this model
-# (measured on a quiet machine: pretraining 8.5 minutes on 2026-12-05; tuning 15.5 then, 17 with
-# the copy head on 2026-12-06: the tuning reads the output layer at the assistant's tokens only);
+# (about 1,080,000 tokens an epoch; 1,800 x 16 rows of 257: about 6.8 epochs, each of the 500
+# facts in some 90 dialogues), with a copy head given at tuning (``copy_dim``: without it the
+# tuned model wrote back 0 of 197 held-out line questions, with it about half, and more with
+# more reading dialogues; RESULTS.md, 2026-12-06). The speeds are a 2-core CPU's training
+# tokens/s for this model (measured on a quiet machine: pretraining 8.5 minutes on 2026-12-05;
+# tuning 15.5 then, 17 with the copy head on 2026-12-06: the tuning reads the output layer at
+# the assistant's tokens only);
 # the time estimate divides the training tokens by them.
 DEFAULT_CHAT = {
     "folder": "runs/chat/base-gpt-tang-rope",

@@ -36,7 +36,8 @@ held-out ones.
   poems read are recombined: 4 or 8 lines of one width drawn from all the train split's regular
   poems, so that no answer can come from a poem the model knows by heart, only from the poem in
   the conversation (on real poems a model learnt to recite the train poems it had memorised,
-  and read none of the test split's).
+  and read none of the test split's). The line after a quoted one, the hardest question, is
+  asked twice as often as each other reading question.
 * ``"eval"``, fixed (``random.Random(2)``): every fact asked once, 50 of them in 4-turn chains
   (question, the other half of the fact, the author's other poem, a topic) and 100 in 4-turn pairs
   (two facts, then two follow-ups on the second); 120 test-split poems read in 4-turn chains;
@@ -76,8 +77,8 @@ FACTS_FILE = "chat_facts.jsonl"
 PHRASINGS_FILE = "chat_phrasings.json"  # intent -> split -> language -> question templates
 TOPICS = "月春秋山江夜花"  # title characters the "who else wrote about ..." follow-up asks about
 ENGLISH_SHARE = 0.1
-FACT_ROUNDS = 16
-TRAIN_SIZES = {"reading": 2000, "couplet": 1000, "quatrain": 1200, "refusal": 1000}
+FACT_ROUNDS = 13
+TRAIN_SIZES = {"reading": 3500, "couplet": 1000, "quatrain": 1800, "refusal": 1000}
 EVAL_SIZES = {  # quatrain: per form
     "chains": 50,
     "pairs": 50,
@@ -404,6 +405,8 @@ class _Maker:
         at = None  # index of the line named last
         for turn in range(turns):
             intents = ["nth", "after", "count", "width"]
+            if self.split == "train":
+                intents.append("after")
             if turn < 2 and self.split == "eval":
                 intents = [["nth", "after"], ["next", "previous"]][turn]
             elif at is not None:
