@@ -79,8 +79,7 @@ CHAT_TRAIN = {
 # more reading dialogues; RESULTS.md, 2026-12-06). The speeds are a 2-core CPU's training
 # tokens/s for this model (measured on a quiet machine: pretraining 8.5 minutes on 2026-12-05;
 # tuning 15.5 then, 17 with the copy head on 2026-12-06: the tuning reads the output layer at
-# the assistant's tokens only);
-# the time estimate divides the training tokens by them.
+# the assistant's tokens only); the time estimate divides the training tokens by them.
 DEFAULT_CHAT = {
     "folder": "runs/chat/base-gpt-tang-rope",
     "corpus": "tang",
@@ -179,12 +178,11 @@ def grow_vocab(model: torch.nn.Module, vocab_size: int, copy_dim: int = 0) -> to
         changes["copy_dim"] = copy_dim
     if changes == {"vocab_size": config.vocab_size}:
         return model
-    grows = vocab_size != config.vocab_size
-    if grows and (vocab_size < config.vocab_size or getattr(config, "adaptive_cutoffs", ())):
+    adaptive = getattr(config, "adaptive_cutoffs", ())
+    if vocab_size < config.vocab_size or (vocab_size > config.vocab_size and adaptive):
         raise ConfigError(
-            f"cannot grow a model of {config.vocab_size} tokens (adaptive_cutoffs "
-            f"{getattr(config, 'adaptive_cutoffs', ())}) to {vocab_size}; tune a model with a "
-            "full softmax"
+            f"cannot grow a model of {config.vocab_size} tokens (adaptive_cutoffs {adaptive}) "
+            f"to {vocab_size}; tune a model with a full softmax"
         )
     grown = family_of(model).model_class(dataclasses.replace(config, **changes))
     state = grown.state_dict()  # a new copy head keeps its fresh weights
