@@ -5,11 +5,13 @@ import json
 import pytest
 import torch
 
+import lmforge.chat_eval as chat_eval_module
 from lmforge.chat import Reply, chat_tune
 from lmforge.chat_eval import (
     SCORED_KINDS,
     Turn,
     base_reply,
+    chat_eval,
     couplet_bleu,
     eval_turns,
     exact_match,
@@ -18,9 +20,11 @@ from lmforge.chat_eval import (
     score_replies,
     stops_cleanly,
 )
+from lmforge.data.dialogues import read_dialogues
 from lmforge.errors import DataError
 from lmforge.folders import save_model
 from lmforge.models.gpt import GPT, GPTConfig
+from lmforge.nn.sampling import Sampler
 from lmforge.tokenize import train_tokenizer
 from lmforge.train import TrainConfig
 
@@ -150,7 +154,8 @@ def test_base_reply_leaves_out_old_shots_to_fit_its_context(tiny_base):
     assert answer.stopped == (answer.tokens < 10)
 
 
-def test_chat_eval_command_scores_base_and_tuned_by_kind(tiny_base, tmp_path, run_cli):
+def tuned_and_dialogues(tiny_base, tmp_path):
+    """A tiny chat model tuned on a few dialogues of every kind, and those dialogues' file."""
     model, tokenizer = tiny_base
     save_model(tmp_path / "base", model, tokenizer)
     sets = [
@@ -173,9 +178,14 @@ def test_chat_eval_command_scores_base_and_tuned_by_kind(tiny_base, tmp_path, ru
     )
     file = tmp_path / "eval.jsonl"
     file.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in sets), "utf-8")
+    return tmp_path / "tuned", file
+
+
+def test_chat_eval_command_scores_base_and_tuned_by_kind(tiny_base, tmp_path, run_cli):
+    tuned, file = tuned_and_dialogues(tiny_base, tmp_path)
     code, out, err = run_cli(
         "chat-eval",
-        tmp_path / "tuned",
+        tuned,
         "--dialogues",
         file,
         "--shots",
@@ -200,3 +210,48 @@ def test_chat_eval_command_scores_base_and_tuned_by_kind(tiny_base, tmp_path, ru
         "discipline": 6,
     }
     assert "discipline" in out and "format accuracy" in out
+    assert json.loads((tmp_path / "rows.json").read_text())["creation"] == {
+        "temperature": 0.7,
+        "top_k": 0,
+        "top_p": 1.0,
+        "seed": 0,
+    }
+    code, out, err = run_cli(
+        "chat-eval", tuned, "--dialogues", file, "--shots", file, "--temperature", "0", "--quiet"
+    )
+    assert code == 0, err
+    assert "couplets and quatrains: greedy" in out
+    code, out, err = run_cli("chat-eval", tuned, "--dialogues", file, "--temperature", "-1")
+    assert code != 0 and "temperature" in err and "Traceback" not in err
+
+
+def test_chat_eval_samples_only_the_creation_turns_each_with_its_own_seed(
+    tiny_base, tmp_path, monkeypatch
+):
+    tuned, file = tuned_and_dialogues(tiny_base, tmp_path)
+    seen = {"tuned": [], "base": []}
+
+    def recording(name, answer):
+        def wrapped(*args):
+            seen[name].append(args[-1])
+            return answer(*args)
+
+        return wrapped
+
+    monkeypatch.setattr(chat_eval_module, "reply", recording("tuned", chat_eval_module.reply))
+    monkeypatch.setattr(chat_eval_module, "base_reply", recording("base", base_reply))
+    creation = Sampler(temperature=0.7, top_p=0.9, seed=5)
+    result = chat_eval(tuned, file, shots=file, creation=creation)
+    kinds = [t.kind for t in eval_turns(read_dialogues(file))]
+    for name in ("tuned", "base"):
+        assert len(seen[name]) == len(kinds)
+        for i, (kind, sampler) in enumerate(zip(kinds, seen[name], strict=True)):
+            if kind in ("couplet", "quatrain"):
+                assert (sampler.temperature, sampler.top_p, sampler.seed) == (0.7, 0.9, 5 + i)
+            else:
+                assert sampler.temperature == 0
+    assert result["creation"] == {"temperature": 0.7, "top_k": 0, "top_p": 0.9, "seed": 5}
+    again = chat_eval(tuned, file, shots=file, creation=creation)
+    assert again["rows"] == result["rows"]  # each turn's seed makes the samples repeatable
+    unseeded = chat_eval(tuned, file, shots=file, creation=Sampler(temperature=0.7))
+    assert unseeded["creation"]["seed"] == 0

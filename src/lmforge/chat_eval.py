@@ -2,8 +2,12 @@
 few-shot: ``lmforge chat-eval``.
 
 Every assistant turn of the evaluation dialogues is answered given the gold history (the
-conversation up to that turn as the set writes it, not the model's own earlier answers), by
-greedy decoding of at most the reference's length + ``ROOM`` tokens, and scored by its kind:
+conversation up to that turn as the set writes it, not the model's own earlier answers), in at
+most the reference's length + ``ROOM`` tokens, and scored by its kind. Questions with one right
+answer are decoded greedily; the creation turns (``CREATION_KINDS``) are sampled by ``creation``
+(default ``CREATION``: temperature 0.7), turn ``i`` with seed ``creation.seed + i``, for both
+models. That is MT-Bench's split (greedy for extraction and reasoning, 0.7 for writing): greedy
+free text falls into loops and copies (Holtzman et al. 2020).
 
 * knowledge, reading, follow-up, refusal: exact match. Only whitespace is normalised (runs
   become one space, the ends are stripped) and final punctuation dropped (``FINAL``).
@@ -23,6 +27,7 @@ is ``</s>``, and writing ``問：`` is writing the user's turn.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import time
@@ -44,6 +49,7 @@ from lmforge.nn.sampling import Sampler
 from lmforge.tokenize import CHAT_TOKENS, Tokenizer
 
 __all__ = [
+    "CREATION_KINDS",
     "SCORED_KINDS",
     "Turn",
     "base_reply",
@@ -60,11 +66,16 @@ __all__ = [
 
 SCORED_KINDS = (*KINDS, "discipline")
 EXACT_KINDS = ("knowledge", "reading", "follow-up", "refusal")
+CREATION_KINDS = ("couplet", "quatrain")
 FINAL = "。．.！!？?，,；;：:、"  # final punctuation that exact match ignores
 FEW_SHOT = 2  # training dialogues in the base's prompt, those that hold the turn's kind
 ROOM = 16  # tokens a reply may write beyond its reference's length before it is cut off
 BASE_ROLES = {"system": "說明", "user": "問", "assistant": "答"}
 GREEDY = Sampler(temperature=0.0)
+# How the creation turns are written by default: sampled at 0.7, as MT-Bench (Zheng et al. 2023,
+# FastChat's llm_judge) samples its writing and roleplay questions and decodes its extraction,
+# math and reasoning ones greedily.
+CREATION = Sampler(temperature=0.7, top_k=0, top_p=1.0, seed=0)
 _HAN = re.compile(r"[\u4e00-\u9fff]+")
 _BREAK = re.compile(r"[，。！？；,.!?;]")
 
@@ -162,7 +173,12 @@ def score_replies(
 
 
 def base_reply(
-    model, tokenizer: Tokenizer, shots: Sequence[dict], history: Sequence[dict], max_new_tokens: int
+    model,
+    tokenizer: Tokenizer,
+    shots: Sequence[dict],
+    history: Sequence[dict],
+    max_new_tokens: int,
+    sampler: Sampler = GREEDY,
 ) -> Reply:
     """The base LM's answer to ``history``, prompted with the ``shots`` dialogues as plain text
     (one line per message); the oldest shots are left out, then the prompt cut on the left,
@@ -181,7 +197,7 @@ def base_reply(
     steps = max_new_tokens if limit is None else min(max_new_tokens, limit - len(ids))
     started = time.perf_counter()
     prompt = torch.tensor([ids], dtype=torch.long, device=next(model.parameters()).device)
-    new = model.generate(prompt, steps, GREEDY, eos_id=tokenizer.eos_id)[0, len(ids) :].tolist()
+    new = model.generate(prompt, steps, sampler, eos_id=tokenizer.eos_id)[0, len(ids) :].tolist()
     stopped = bool(new) and new[-1] == tokenizer.eos_id
     new = new[:-1] if stopped else new
     return Reply(tokenizer.decode(new), len(new), time.perf_counter() - started, stopped)
@@ -193,6 +209,7 @@ def chat_eval(
     base: str | os.PathLike | None = None,
     shots: str | os.PathLike | None = None,
     quiet: bool = True,
+    creation: Sampler | None = CREATION,
 ) -> dict:
     """Score a chat model and its base (prompted few-shot) on evaluation dialogues.
 
@@ -204,9 +221,12 @@ def chat_eval(
         shots: a JSONL file of training dialogues for the base's prompt; default: the built-in
             set's ``train`` split (none for a file).
         quiet: no progress bars.
+        creation: how both models write the creation turns (``CREATION_KINDS``); its seed
+            (None: 0) plus the turn's index seeds each; None: greedily, as every other turn.
 
     Returns:
-        ``{"rows": [{"kind", "model", "score", "n"}, ...], ...}``: model ``base`` and ``tuned``.
+        ``{"rows": [{"kind", "model", "score", "n"}, ...], "creation": ..., ...}``: model
+        ``base`` and ``tuned``; ``creation`` the sampler's settings, or ``"greedy"``.
     """
     base = base if base is not None else read_record(folder).get("base")
     if not base:
@@ -215,18 +235,23 @@ def chat_eval(
     builtin = str(dialogues) in BUILTIN_DIALOGUES
     examples = _dialogues(shots or dialogues, "train") if shots or builtin else []
     shots_by_kind = {kind: _shots(examples, kind) for kind in KINDS}
+    if creation is not None and creation.seed is None:
+        creation = dataclasses.replace(creation, seed=0)
+    samplers = [_sampler(creation, i, t.kind) for i, t in enumerate(turns)]
     started = time.perf_counter()
     model, tokenizer = load_chat_model(folder)
     tuned = [
-        reply(model, tokenizer, t.history, _room(tokenizer, t.gold))
-        for t in _bar(turns, "tuned", quiet)
+        reply(model, tokenizer, t.history, _room(tokenizer, t.gold), sampler)
+        for t, sampler in zip(_bar(turns, "tuned", quiet), samplers, strict=True)
     ]
     seconds = {"tuned": time.perf_counter() - started}
     started = time.perf_counter()
     model, tokenizer, _ = load_model(base)
     prompted = [
-        base_reply(model, tokenizer, shots_by_kind[t.kind], t.history, _room(tokenizer, t.gold))
-        for t in _bar(turns, "base", quiet)
+        base_reply(
+            model, tokenizer, shots_by_kind[t.kind], t.history, _room(tokenizer, t.gold), sampler
+        )
+        for t, sampler in zip(_bar(turns, "base", quiet), samplers, strict=True)
     ]
     seconds["base"] = time.perf_counter() - started
     return {
@@ -234,6 +259,7 @@ def chat_eval(
         "dialogues": str(dialogues),
         "tuned": str(folder),
         "base": str(base),
+        "creation": dataclasses.asdict(creation) if creation else "greedy",
         "seconds": {name: round(value, 1) for name, value in seconds.items()},
     }
 
@@ -290,6 +316,13 @@ def _dialogues(source: str | os.PathLike, split: str) -> list[dict]:
 def _shots(dialogues: Sequence[dict], kind: str) -> list[dict]:
     """The first ``FEW_SHOT`` dialogues that hold a turn of ``kind``."""
     return [d for d in dialogues if kind in d.get("kinds", ())][:FEW_SHOT]
+
+
+def _sampler(creation: Sampler | None, index: int, kind: str) -> Sampler:
+    """How turn ``index`` of ``kind`` is written: ``creation`` seeded for it, or greedy."""
+    if creation is None or kind not in CREATION_KINDS:
+        return GREEDY
+    return dataclasses.replace(creation, seed=creation.seed + index)
 
 
 def _room(tokenizer: Tokenizer, gold: str) -> int:

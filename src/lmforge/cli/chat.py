@@ -59,12 +59,16 @@ def add_commands(commands) -> None:
         "--json", action="store_true", help='one-shot: print {"reply", "tokens", "seconds"}'
     )
     chat.add_argument("--max-new-tokens", type=int, default=200)
-    sampling = "(any sampling flag samples; none: greedy)"
-    chat.add_argument("--temperature", type=float, help=f"default 1 when sampling {sampling}")
-    chat.add_argument("--top-k", type=int, help=f"keep the k most likely tokens {sampling}")
-    chat.add_argument("--top-p", type=float, help=f"nucleus mass {sampling}")
-    chat.add_argument("--seed", type=int, help=f"seed of the samples {sampling}")
+    add_sampling_flags(chat, "(any sampling flag samples; none: greedy)")
     chat.set_defaults(run=run_chat)
+
+
+def add_sampling_flags(parser, note: str, temperature: str = "default 1 when sampling") -> None:
+    """``--temperature``, ``--top-k``, ``--top-p`` and ``--seed``, each help ending in ``note``."""
+    parser.add_argument("--temperature", type=float, help=f"{temperature} {note}")
+    parser.add_argument("--top-k", type=int, help=f"keep the k most likely tokens {note}")
+    parser.add_argument("--top-p", type=float, help=f"nucleus mass {note}")
+    parser.add_argument("--seed", type=int, help=f"seed of the samples {note}")
 
 
 def run_chat_tune(args: argparse.Namespace) -> int:

@@ -4,9 +4,11 @@ of held-out dialogues scored by kind (``lmforge.chat_eval``)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
-from lmforge.chat_eval import chat_eval, format_table
+from lmforge.chat_eval import CREATION, chat_eval, format_table
 from lmforge.checkpoint import write_json
+from lmforge.cli.chat import add_sampling_flags
 from lmforge.data.tang_chat import BUILTIN_DIALOGUES
 from lmforge.preflight import check_output_file
 
@@ -32,14 +34,26 @@ def add_commands(commands) -> None:
     )
     scoring.add_argument("--json", help='also write {"rows": [{kind, model, score, n}]} here')
     scoring.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_sampling_flags(
+        scoring,
+        "for the couplets and quatrains; turn i is seeded SEED + i (default 0); other turns are "
+        "greedy",
+        f"sampling temperature (default {CREATION.temperature}, as MT-Bench writes; 0: greedy)",
+    )
     scoring.set_defaults(run=run_chat_eval)
 
 
 def run_chat_eval(args: argparse.Namespace) -> int:
     if args.json:
         check_output_file(args.json, "JSON file")
-    result = chat_eval(args.folder, args.dialogues, args.base, args.shots, quiet=args.quiet)
+    flags = {name: getattr(args, name) for name in ("temperature", "top_k", "top_p", "seed")}
+    creation = dataclasses.replace(CREATION, **{k: v for k, v in flags.items() if v is not None})
+    creation = creation if creation.temperature > 0 else None
+    result = chat_eval(
+        args.folder, args.dialogues, args.base, args.shots, quiet=args.quiet, creation=creation
+    )
     print(format_table(result))
+    print(f"couplets and quatrains: {result['creation']}")
     print(f"seconds: tuned {result['seconds']['tuned']}, base {result['seconds']['base']}")
     if args.json:
         write_json(args.json, result)
