@@ -103,8 +103,9 @@ DEFAULT_CHAT = {
         "eval_interval": 200,
         "eval_tokens": 20_000,
     },
-    # With --lora: rank 64 (a third of d_model) came within 5 points of full tuning on every
-    # kind but knowledge, where rank 16 fell 10-14 points short on four kinds (RESULTS.md).
+    # With --lora: rank 64 (a third of d_model) came within 5 points of full tuning's mean on
+    # every kind but quatrains (-5.3) over three seeds, where rank 16 fell 10-14 points short on
+    # four kinds (RESULTS.md, 2026-12-06).
     "tune": {
         **CHAT_TRAIN,
         "max_steps": 1800,
