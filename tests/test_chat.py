@@ -311,6 +311,8 @@ def test_a_kept_default_base_must_know_every_character_of_the_training_phrasings
     from lmforge.data.tang_chat import fixed_texts
 
     texts = fixed_texts("train")
+    assert "作者是。" in texts  # an answer's {fields} are not its words
+    assert not any("{" in t or "}" in t for t in texts)
     for name, known, kept in (
         ("all", texts, True),
         ("older", [t for t in texts if "幾" not in t], False),  # a phrasing's character unknown

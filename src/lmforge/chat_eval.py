@@ -39,6 +39,7 @@ import torch
 from tqdm import tqdm
 
 from lmforge.chat import Reply, load_chat_model, reply
+from lmforge.chat.session import GREEDY
 from lmforge.data import load_corpus
 from lmforge.data.dialogues import read_dialogues
 from lmforge.data.pairs import bleu
@@ -71,7 +72,6 @@ FINAL = "。．.！!？?，,；;：:、"  # final punctuation that exact match i
 FEW_SHOT = 2  # training dialogues in the base's prompt, those that hold the turn's kind
 ROOM = 16  # tokens a reply may write beyond its reference's length before it is cut off
 BASE_ROLES = {"system": "說明", "user": "問", "assistant": "答"}
-GREEDY = Sampler(temperature=0.0)
 # How the creation turns are written by default: sampled at 0.7, as MT-Bench (Zheng et al. 2023,
 # FastChat's llm_judge) samples its writing and roleplay questions and decodes its extraction,
 # math and reasoning ones greedily.

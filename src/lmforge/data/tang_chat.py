@@ -152,14 +152,12 @@ def load_phrasings() -> dict[str, dict[str, dict[str, list[str]]]]:
 
 def fixed_texts(split: str = "train") -> list[str]:
     """The words every dialogue of ``split`` is made of besides the poems: its question
-    templates with their ``{fields}`` left out, and the answer sentences."""
-    questions = [
-        re.sub(r"\{\w+\}", "", question)
-        for intent in load_phrasings().values()
-        for language in intent[split].values()
-        for question in language
+    templates and answer sentences with their ``{fields}`` left out."""
+    templates = [
+        *(q for intent in load_phrasings().values() for qs in intent[split].values() for q in qs),
+        *ANSWERS.values(),
     ]
-    return [*questions, *ANSWERS.values()]
+    return [re.sub(r"\{\w+\}", "", template) for template in templates]
 
 
 def poem_lines(body: str) -> list[str] | None:
