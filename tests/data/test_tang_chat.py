@@ -212,11 +212,24 @@ def test_training_reading_poems_are_recombined_train_lines(train):
 
 
 def test_training_asks_for_the_line_after_a_quoted_one_twice_as_often(train):
-    """The answer "下一句是「…」" follows a quoted line ("after") or a named one ("next"); the
-    N-th line question is asked half as often as "after" in every turn."""
+    """The answer "原詩寫道「…」，所以下一句是「…」" follows a quoted line ("after") or a named one
+    ("next"); the N-th line question is asked half as often as "after" in every turn."""
     asked = Counter()
     for dialogue in train:
         for message, kind in zip(dialogue["messages"][1::2], dialogue["kinds"], strict=True):
-            if kind == "reading" and message["content"].startswith(("第", "下一句")):
+            if kind == "reading" and message["content"].startswith(("第", "原詩寫道")):
                 asked["nth" if message["content"].startswith("第") else "after"] += 1
     assert 1.8 < asked["after"] / asked["nth"] < 2.2, asked
+
+
+def test_a_line_after_with_no_poem_given_is_a_couplet_to_finish(train):
+    """Some training couplet requests use the reading wordings of "the line after 「X」", with no
+    poem in the conversation: then the answer is the couplet's second half, not a quote."""
+    wordings = load_phrasings()["after"]["train"].values()
+    after = template_pattern([wording for language in wordings for wording in language])
+    couplets = [d for d in train if d["kinds"][0] == "couplet"]
+    worded = [d for d in couplets if after.fullmatch(d["messages"][0]["content"])]
+    assert 0.2 < len(worded) / len(couplets) < 0.4
+    for dialogue in worded:
+        question, answer = (m["content"] for m in dialogue["messages"][:2])
+        assert question.count("「") == 1 and "「" not in answer and answer.endswith("。")

@@ -12,12 +12,18 @@ OpenAI messages form, and one kind per assistant turn: ``knowledge``, ``reading`
 * knowledge: the user quotes a fact's first line and asks who wrote it, its title, or both.
 * reading: the first user turn gives a regular poem (4 or 8 lines of 5 or 7 ideographs, "，" and
   "。" alternating) and asks its N-th line, the line after a quoted one, how many lines it has or
-  how many characters each line has: the answer is in the conversation.
+  how many characters each line has: the answer is in the conversation. The line after a quoted
+  one, and the next line as a follow-up, are answered by quoting the poem from the named line on:
+  "原詩寫道「X，Y」，所以下一句是「Y」。" (the copy head then copies on where the poem has X;
+  a wrong first step was what failed most).
 * follow-up: a question that needs the earlier turns: the next or previous line after a line was
   named; after a knowledge answer, the title or author not yet given, "他還寫過什麼？" (the
   author's first other title in the fact list) and "還有誰寫過「月」？" (the first fact by another
   author whose title holds that character; topics ``TOPICS``).
-* couplet: the first half of a couplet of a regular poem; the answer is its second half.
+* couplet: the first half of a couplet of a regular poem; the answer is its second half. A share
+  of the training requests (``AFTER_AS_COUPLET``) use the wordings of "the line after 「X」" with
+  no poem given, so that the poem in the conversation, not the wording, tells reading from a
+  couplet (held-out couplet wordings were read as "the line after", and quoted no poem).
 * quatrain: a five- or seven-character quatrain on a title; the answer is the real quatrain of
   that title and form.
 * refusal: a knowledge question about a first line that begins no shipped poem (the first half
@@ -77,6 +83,7 @@ FACTS_FILE = "chat_facts.jsonl"
 PHRASINGS_FILE = "chat_phrasings.json"  # intent -> split -> language -> question templates
 TOPICS = "月春秋山江夜花"  # title characters the "who else wrote about ..." follow-up asks about
 ENGLISH_SHARE = 0.1
+AFTER_AS_COUPLET = 0.3  # share of training couplet requests worded as "the line after"
 FACT_ROUNDS = 13
 TRAIN_SIZES = {"reading": 3500, "couplet": 1000, "quatrain": 1800, "refusal": 1000}
 EVAL_SIZES = {  # quatrain: per form
@@ -102,7 +109,9 @@ ANSWERS = {
     "other-work": "{author}還寫過《{title}》。",
     "topic": "還有{author}的《{title}》。",
     "nth": "第{n}句是「{line}」。",
-    "next": "下一句是「{line}」。",
+    # the line asked about, then the poem as written on from it: the answer reads the line
+    # where the poem has it and copies on, as a copy head does best (see ``read``)
+    "after": "原詩寫道「{before}{mark}{line}」，所以下一句是「{line}」。",
     "previous": "上一句是「{line}」。",
     "last": "這已經是最後一句了。",
     "first": "這已經是第一句了。",
@@ -422,7 +431,7 @@ class _Maker:
             return i
         if intent == "after":
             i = self.rng.randrange(size - 1)
-            answer = ANSWERS["next"].format(line=lines[i + 1])
+            answer = ANSWERS["after"].format(before=lines[i], mark="，。"[i % 2], line=lines[i + 1])
             talk.ask("after", answer, "reading", prefix, line=lines[i])
             return i + 1
         if intent in ("count", "width"):
@@ -431,7 +440,9 @@ class _Maker:
             return at
         step = 1 if intent == "next" else -1
         i = at + step
-        if 0 <= i < size:
+        if 0 <= i < size and intent == "next":
+            answer = ANSWERS["after"].format(before=lines[at], mark="，。"[at % 2], line=lines[i])
+        elif 0 <= i < size:
             answer = ANSWERS[intent].format(line=lines[i])
         else:
             answer, i = ANSWERS["last" if step == 1 else "first"], at
@@ -442,7 +453,11 @@ class _Maker:
         _, lines = chosen
         talk = _Conversation(self)
         for k in self.rng.sample(range(len(lines) // 2), turns):
-            talk.ask("couplet", lines[2 * k + 1] + "。", "couplet", half=lines[2 * k])
+            if self.split == "train" and self.rng.random() < AFTER_AS_COUPLET:
+                # "the line after X" with no poem given: what comes next is the couplet's half
+                talk.ask("after", lines[2 * k + 1] + "。", "couplet", line=lines[2 * k])
+            else:
+                talk.ask("couplet", lines[2 * k + 1] + "。", "couplet", half=lines[2 * k])
         return talk.done()
 
     def quatrain(self, chosen: tuple[Poem, list[str]]) -> dict:
