@@ -431,8 +431,7 @@ class _Maker:
             return i
         if intent == "after":
             i = self.rng.randrange(size - 1)
-            answer = ANSWERS["after"].format(before=lines[i], mark="，。"[i % 2], line=lines[i + 1])
-            talk.ask("after", answer, "reading", prefix, line=lines[i])
+            talk.ask("after", _after_answer(lines, i), "reading", prefix, line=lines[i])
             return i + 1
         if intent in ("count", "width"):
             n = _NUMERALS[(size if intent == "count" else len(lines[0])) - 1]
@@ -441,7 +440,7 @@ class _Maker:
         step = 1 if intent == "next" else -1
         i = at + step
         if 0 <= i < size and intent == "next":
-            answer = ANSWERS["after"].format(before=lines[at], mark="，。"[at % 2], line=lines[i])
+            answer = _after_answer(lines, at)
         elif 0 <= i < size:
             answer = ANSWERS[intent].format(line=lines[i])
         else:
@@ -466,6 +465,13 @@ class _Maker:
         talk = _Conversation(self)
         talk.ask("quatrain", poem.body, "quatrain", title=poem.title, form=form, form_en=form_en)
         return talk.done()
+
+
+def _after_answer(lines: list[str], i: int) -> str:
+    """The answer naming the line after ``lines[i]``: the poem quoted from line i on, with the
+    mark a regular poem ends line i with ("，" for an even i, "。" for an odd one), then the
+    line."""
+    return ANSWERS["after"].format(before=lines[i], mark="，。"[i % 2], line=lines[i + 1])
 
 
 def _first_line(body: str) -> str:
