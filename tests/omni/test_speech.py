@@ -259,6 +259,26 @@ def test_baseline_reports_each_held_out_voice(train):
     assert result["mean"] > 3 / len(WORDS) and result["n"] == len(test)
 
 
+def test_hearing_views_move_the_formants_and_the_speed_of_every_word(valid):
+    x = valid.x[:4]
+    views = speech.hearing_views(x, views=((0.8, 1.0), (1.0, 1.1)))
+    assert [v.shape for v in views] == [x.shape] * 2
+    lower, faster = views
+    assert not torch.allclose(lower, x) and not torch.allclose(faster, x)
+    assert (word_lengths(faster) < word_lengths(x)).all()  # faster: shorter words
+    assert torch.allclose(lower.abs().amax(1), x.abs().amax(1), atol=1e-4)  # same peak
+    assert len(speech.hearing_views(x)) == len(speech.HEARING_VIEWS)
+
+
+def test_baseline_averages_its_probabilities_over_views(train):
+    test = load_speech("test").subset(slice(0, None, 6))
+    few = train.subset(slice(0, None, 2))
+    alone = baseline_mfcc_logreg(few, test)
+    assert baseline_mfcc_logreg(few, test, views=[test.x, test.x]) == alone
+    silent = baseline_mfcc_logreg(few, test, views=[torch.zeros_like(test.x)] * 20)
+    assert silent["accuracy"] < alone["accuracy"]  # the views do count
+
+
 # ----------------------------------------------------------------------------- WAV files
 
 

@@ -177,7 +177,7 @@ def test_decoding_keeps_items_well_formed_even_from_random_weights(vocab):
     from lmforge.omni.model import GREEDY, item_samplers
 
     prompt = torch.tensor([[vocab.text.bos_id, vocab.assistant]])
-    ids = omni._decode(prompt, 60, GREEDY, item_samplers(), None)[0]
+    ids = omni._decode(prompt, [range(1)], 60, GREEDY, item_samplers(), None)[0]
     opened = sum(ids.count(vocab.boundary[f"<{m}>"]) for m in SIZES)
     assert opened >= 1 and opened == sum(isinstance(p, Item) for p in vocab.decode(ids))
     if vocab.boundary["<video>"] in ids:  # frames are separated by the layout
@@ -204,3 +204,72 @@ def test_given_items_count_in_the_loss_only_where_asked(vocab):
     _, counted = encode_conversation(vocab, messages, ("speech", "video"))
     added = [ids[i] for i, (was, now) in enumerate(zip(mask, counted, strict=True)) if now > was]
     assert added == video
+
+
+class _Listener:
+    """A decoder that tells whether the speech code 1 is in the prompt: sure of "no" without it,
+    barely preferring "yes" with it; "yes" and "no" are the text "y" and "n", or with ``speaks``
+    a spoken item of codes 2 and of codes 3. Then it ends the turn."""
+
+    def __init__(self, vocab, speaks: bool = False):
+        self.vocab, self.speaks = vocab, speaks
+        self.config = type("Config", (), {"max_seq_len": 64})()
+
+    def step(self, ids, cache=None):
+        vocab = self.vocab
+        yes, no = (vocab.text.encode(w, markers=False)[0] for w in ("y", "n"))
+        if self.speaks:
+            yes, no = vocab.code_id("speech", 2), vocab.code_id("speech", 3)
+        logits = torch.zeros(len(ids), vocab.vocab_size)
+        heard = cache
+        if cache is None:
+            heard = torch.tensor([vocab.code_id("speech", 1) in row for row in ids.tolist()])
+        if cache is None and self.speaks:
+            logits[:, vocab.boundary["<speech>"]] = 9.0
+        elif cache is None or self.speaks:
+            logits[:, yes] = torch.where(heard, 3.0, 0.0)
+            logits[:, no] = torch.where(heard, 2.9, 9.0)
+        if cache is not None:
+            logits[:, vocab.end] = 9.0
+        return logits, heard
+
+
+def test_views_of_a_given_item_are_read_beside_it_and_their_probabilities_averaged(vocab):
+    from lmforge.omni.model import _pooled
+
+    scores = torch.tensor([[2.0, 0.0, -1.0], [0.0, 3.0, -1.0], [1.0, 1.0, 1.0]])
+    pooled = _pooled(scores, [range(0, 2), range(2, 3)])
+    mean = (scores[0].softmax(-1) + scores[1].softmax(-1)) / 2
+    assert torch.allclose(pooled[0].exp(), mean)  # the mean probability of the two readings
+    assert torch.equal(pooled[1], scores[2])  # a lone reading as it is
+    assert _pooled(scores, [range(i, i + 1) for i in range(3)]) is scores
+
+    omni = Omni(_Listener(vocab), vocab, {}, {})
+
+    def asked(item):
+        return [[{"role": "user", "content": [item, "Which word is this?"]}]]
+
+    heard, unheard = Item("speech", (1, 2, 3)), Item("speech", (5, 0, 4))
+    assert omni.reply(asked(heard), 4) == [["y"]]
+    assert omni.reply(asked(unheard), 4) == [["n"]]
+    # read beside a view without the code, the item's own narrow "y" loses to the mean
+    assert omni.reply(asked(Item("speech", (1, 2, 3), views=((5, 0, 4),))), 4) == [["n"]]
+    # views identical to the item change nothing
+    assert omni.reply(asked(Item("speech", (1, 2, 3), views=((1, 2, 3),) * 2)), 4) == [["y"]]
+    # conversations with and without views decode together, each its own reply
+    both = asked(Item("speech", (1, 2, 3), views=((5, 0, 4),))) + asked(heard) + asked(unheard)
+    assert omni.reply(both, 4) == [["n"], ["y"], ["n"]]
+    # an item the model draws follows the reading as written, not the mixture
+    from lmforge.omni.model import GREEDY
+
+    omni = Omni(_Listener(vocab, speaks=True), vocab, {}, {})
+
+    def spoken(item):
+        return omni.reply(asked(item), 8, items={"speech": GREEDY})
+
+    assert spoken(heard) == [[Item("speech", (2, 2, 2))]]
+    assert spoken(unheard) == [[Item("speech", (3, 3, 3))]]
+    assert spoken(Item("speech", (1, 2, 3), views=((5, 0, 4),))) == [[Item("speech", (2, 2, 2))]]
+    together = asked(Item("speech", (1, 2, 3), views=((5, 0, 4),))) + asked(heard)
+    drawn = omni.reply(together, 8, items={"speech": GREEDY})
+    assert drawn == [[Item("speech", (2, 2, 2))], [Item("speech", (2, 2, 2))]]

@@ -42,6 +42,12 @@ def add_commands(commands) -> None:
     )
     evaluate.add_argument("--limit", type=int, default=0, help="at most this many items a task")
     evaluate.add_argument("--temperature", type=float, help=TEMPERATURE_HELP)
+    evaluate.add_argument(
+        "--no-views",
+        dest="views",
+        action="store_false",
+        help="read a given word as it is, not also through its other views (hearing_views)",
+    )
     evaluate.add_argument("--quiet", action="store_true", help="no stage lines")
     evaluate.set_defaults(run=run_eval)
 
@@ -77,7 +83,13 @@ def run_eval(args: argparse.Namespace) -> int:
     grid = args.grid or (str(Path(args.json).with_suffix(".png")) if args.json else "omni-grid.png")
     quiet = (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr))
     rows = evaluate_omni(
-        args.model, args.json, grid, args.limit, say=quiet, temperature=args.temperature
+        args.model,
+        args.json,
+        grid,
+        args.limit,
+        say=quiet,
+        temperature=args.temperature,
+        views=args.views,
     )
     print_table(rows)
     print(f"picture grid: {grid}")

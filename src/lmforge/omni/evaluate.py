@@ -12,7 +12,10 @@
   share of bigger drawings right (``bigger``, of ``n_bigger``).
 - speech -> X: the score is the mean over the held-out voices of each voice's share right
   (``per_voice``), the issue's measure and the peer's; ``accuracy`` is the share of items right
-  (the voices have unequal numbers of items).
+  (the voices have unequal numbers of items). The model hears each given word also through its
+  other views (``speech.hearing_views``: formants and speed moved), as ``lmforge omni chat``
+  does; ``baseline_views`` is the peer given the same views (its probabilities averaged), and
+  ``--no-views`` scores the words as they are.
 
 Each tokenizer's reconstruction on the held-out items comes first (MSE, and the judge on real
 and on encode -> decode items: ``tokenizers`` in the JSON). Each row's ``baseline`` is the peer
@@ -49,6 +52,7 @@ def evaluate_omni(
     limit: int = 0,
     say: Callable[[str], None] = print,
     temperature: float | None = None,
+    views: bool = True,
 ) -> list[dict]:
     """Score the omni model in ``folder`` on every task; write the rows as JSON and a picture
     grid (the generated digits, a row per label) if asked. The held-out items are those of the
@@ -58,6 +62,9 @@ def evaluate_omni(
         limit: score at most this many held-out items per task (0: all).
         temperature: the generated items' sampling temperature for every modality (default:
             each modality's own, ``Modality.temperature``).
+        views: the model reads each held-out item it is given beside its modality's other
+            views of it (``Modality.views``: speech), as ``lmforge omni chat`` does; the
+            speech peer is then also scored on those views (``baseline_views``).
     """
     sampler = item_samplers(temperature)  # a bad temperature stops here, before any work
     omni = Omni.load(folder)
@@ -67,7 +74,8 @@ def evaluate_omni(
     train = {m: MODALITIES[m].load("train", seed=seed) for m in names}
     test = {m: MODALITIES[m].load("test", seed=seed) for m in names}
     judges = {m: judge_of(m, train[m], seed) for m in names}
-    banks = banks_of(omni.tokenizers, test)
+    heard = {m: MODALITIES[m].views(test[m].x) for m in names} if views else {}
+    banks = banks_of(omni.tokenizers, test, views=heard)
     tokenizers = {m: _report(omni, m, test[m], judges[m]) for m in names}
     for m, report in tokenizers.items():
         say(
@@ -88,6 +96,10 @@ def evaluate_omni(
             row.update(voice_scores(right, [test["speech"].extra["voice"][i] for i in picks]))
             if detail:
                 row["baseline_per_voice"] = detail
+            if task == "speech->text" and heard.get("speech"):
+                peer = MODALITIES["speech"].part("baseline_mfcc_logreg")
+                with_views = peer(train["speech"], test["speech"], views=heard["speech"])
+                row["baseline_views"] = round(with_views["mean"], 4)
         if items:
             row["diversity"], row["real_diversity"] = _diversity(items, real, judges)
             made[task] = items
@@ -266,3 +278,5 @@ def print_table(rows: list[dict], say: Callable[[str], None] = print) -> None:
             say(f"  voice {voice:<9} {score:>7.3f} {'':>6} {peer:>9}")
         if "accuracy" in row:
             say(f"  {'all items':<15} {row['accuracy']:>7.3f}  (the score is the voices' mean)")
+        if "baseline_views" in row:
+            say(f"  {'peer on views':<15} {'':>7} {'':>6} {row['baseline_views']:>9.3f}")

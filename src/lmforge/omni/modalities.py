@@ -2,7 +2,8 @@
 
 Each entry names the module and its parts: the data loader (``load(split, seed) -> Items``),
 the frozen tokenizer's class and config, the function that trains it, and where a modality has
-one, the augmentation that multiplies the decoder's training items. Each module also
+one, the augmentation that multiplies the decoder's training items and the views through which
+the model also reads an item it is given (speech: ``hearing_views``). Each module also
 holds ``train_<name>_judge`` (``lmforge.omni.judges``) and ``reconstruction_report``. A module
 is imported only when its modality is used.
 """
@@ -28,6 +29,8 @@ class Modality:
     trainer: str
     augmenter: str | None = None
     base: str | None = None  # a modality whose tokenizer this one's is built on
+    # other views of an item given to the model, read beside it (``Omni.encode``)
+    viewer: str | None = None
     # the sampling temperature of generated items (``Omni.reply``; RESULTS.md has the sweeps):
     # images at 0.7 keep the variety of real digits; speech and 3-D are judged right more
     # often near greedy
@@ -58,6 +61,11 @@ class Modality:
             return items
         return self.part(self.augmenter)(items, copies, seed=seed)
 
+    def views(self, x) -> list:
+        """Other views of the items ``x``, each shaped as ``x``; none where the modality has
+        no viewer."""
+        return [] if self.viewer is None else self.part(self.viewer)(x)
+
     def report(self, tokenizer, items, judge) -> dict:
         return self.part("reconstruction_report")(tokenizer, items, judge)
 
@@ -80,6 +88,7 @@ MODALITIES = {
         "train_speech_tokenizer",
         "augment_speech",
         temperature=0.1,
+        viewer="hearing_views",
     ),
     "signal": Modality(
         "signal",

@@ -18,6 +18,7 @@ RESULTS.md`` gives the figures.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,10 +95,18 @@ class Omni:
 
     # -- items <-> codes --------------------------------------------------------------------
 
-    def encode(self, modality: str, x: torch.Tensor) -> list[Item]:
-        """Items (B, ...) of ``modality`` as their codes."""
-        codes = self.tokenizers[modality].encode(x)
-        return [Item(modality, tuple(row)) for row in codes.tolist()]
+    def encode(self, modality: str, x: torch.Tensor, views: bool = True) -> list[Item]:
+        """Items (B, ...) of ``modality`` as their codes; with ``views``, each also carries the
+        codes of its modality's other views of it (``Modality.views``), which ``reply`` reads
+        beside it."""
+        tokenizer = self.tokenizers[modality]
+        others = (
+            [tokenizer.encode(v).tolist() for v in MODALITIES[modality].views(x)] if views else []
+        )
+        return [
+            Item(modality, tuple(row), views=tuple(tuple(o[i]) for o in others))
+            for i, row in enumerate(tokenizer.encode(x).tolist())
+        ]
 
     def decode(self, item: Item) -> torch.Tensor:
         """An item's codes back to the modality's form (one item, no batch dimension)."""
@@ -116,41 +125,61 @@ class Omni:
     ) -> list[list]:
         """The assistant's next turn in each conversation, as parts (text and ``Item``\\ s).
 
-        Conversations of equal prompt length are decoded together, one batch per length.
+        Conversations of equal prompt length are decoded together, one batch per length. A
+        conversation whose given items carry ``views`` is read once as written and once per
+        view. While the reply is text, its next-token probabilities are averaged over those
+        readings; inside an item it draws, they are the reading's as written (a mixture of
+        readings blends the drawings of different words: RESULTS.md, 2026-12-07). Each token
+        chosen is written in every reading (one reply).
         ``items``: the sampler of each modality's codes (default ``item_samplers()``).
         """
         items = item_samplers() if items is None else items
         prompts = [
-            encode_conversation(self.vocab, m)[0] + [self.vocab.assistant] for m in conversations
+            [encode_conversation(self.vocab, v)[0] + [self.vocab.assistant] for v in _readings(m)]
+            for m in conversations
         ]
         replies: list = [None] * len(prompts)
         generator = torch.Generator().manual_seed(seed)
         by_length: dict[int, list[int]] = {}
-        for i, ids in enumerate(prompts):
-            by_length.setdefault(len(ids), []).append(i)
-        for rows in by_length.values():
-            batch = torch.tensor([prompts[i][-self.decoder.config.max_seq_len :] for i in rows])
-            for i, ids in zip(
-                rows, self._decode(batch, max_new_tokens, text, items, generator), strict=False
-            ):
+        for i, readings in enumerate(prompts):
+            by_length.setdefault(len(readings[0]), []).append(i)
+        limit = self.decoder.config.max_seq_len
+        for batch in by_length.values():
+            rows = [ids[-limit:] for i in batch for ids in prompts[i]]
+            groups, start = [], 0
+            for i in batch:
+                groups.append(range(start, start + len(prompts[i])))
+                start += len(prompts[i])
+            decoded = self._decode(
+                torch.tensor(rows), groups, max_new_tokens, text, items, generator
+            )
+            for i, ids in zip(batch, decoded, strict=True):
                 replies[i] = self.vocab.decode(ids)
         return replies
 
-    def _decode(self, prompt, max_new_tokens, text, items, generator) -> list[list[int]]:
-        vocab, rows = self.vocab, prompt.shape[0]
+    def _decode(self, prompt, groups, max_new_tokens, text, items, generator) -> list[list[int]]:
+        """The new ids of each group of ``prompt``'s rows (consecutive rows: the readings of
+        one conversation, ``reply``)."""
+        vocab, size = self.vocab, len(groups)
         masks, openings = self._masks(), self._openings
+        row_group = torch.tensor([g for g, rows in enumerate(groups) for _ in rows])
         logits, cache = self.decoder.step(prompt)
-        out: list[list[int]] = [[] for _ in range(rows)]
-        inside: list[str | None] = [None] * rows  # the modality of the item being written
-        count = [0] * rows  # its codes so far
-        done = [False] * rows
+        out: list[list[int]] = [[] for _ in range(size)]
+        inside: list[str | None] = [None] * size  # the modality of the item being written
+        count = [0] * size  # its codes so far
+        done = [False] * size
         for _ in range(max_new_tokens):
-            allowed = torch.stack([masks[m or "text"] for m in inside])  # (B, V)
-            scores = logits.float().masked_fill(~allowed, float("-inf"))
+            allowed = torch.stack([masks[m or "text"] for m in inside])  # (G, V)
+            # text is chosen from all readings; an item's codes follow the reading as written
+            readings = [
+                rows if m is None else rows[:1] for rows, m in zip(groups, inside, strict=True)
+            ]
+            masked = logits.float().masked_fill(~allowed[row_group], float("-inf"))
+            scores = _pooled(masked, readings)
             chosen = {m: items[m](scores, generator) for m in dict.fromkeys(inside) if m}
             chosen[None] = text(scores, generator)
             next_ids = []
-            for r in range(rows):
+            for r in range(size):
                 token = int(chosen[inside[r]][r])
                 forced = self._forced(inside[r], count[r], out[r])
                 token = forced if forced is not None else token
@@ -168,7 +197,8 @@ class Omni:
                 next_ids.append(token)
             if all(done):
                 break
-            logits, cache = self.decoder.step(torch.tensor(next_ids)[:, None], cache)
+            step = torch.tensor(next_ids)[row_group]
+            logits, cache = self.decoder.step(step[:, None], cache)
         return out
 
     def _forced(self, modality: str | None, count: int, written: list[int]) -> int | None:
@@ -209,6 +239,39 @@ class Omni:
             inside[list(vocab.allowed(name))] = True
             masks[name] = inside
         return masks
+
+
+def _readings(messages: list[dict]) -> list[list[dict]]:
+    """A conversation as written, then once per view of its items (``Item.views``): the k-th
+    reading puts each item's k-th view in its place (an item with fewer views stays)."""
+    items = [p for m in messages for p in m["content"] if isinstance(p, Item)]
+    count = max((len(item.views) for item in items), default=0)
+    return [messages] + [
+        [{**m, "content": [_view(p, k) for p in m["content"]]} for m in messages]
+        for k in range(count)
+    ]
+
+
+def _view(part, k: int):
+    if isinstance(part, Item) and k < len(part.views):
+        return Item(part.modality, part.views[k], part.copy)
+    return part
+
+
+def _pooled(scores: torch.Tensor, groups) -> torch.Tensor:
+    """One row of scores per group of rows: a lone row as it is, a group's rows as the log of
+    their mean probability (each row's scores normalised first)."""
+    if len(groups) == len(scores):  # every row alone
+        return scores
+    return torch.stack(
+        [
+            scores[rows[0]]
+            if len(rows) == 1
+            else torch.logsumexp(torch.log_softmax(scores[rows[0] : rows[-1] + 1], -1), 0)
+            - math.log(len(rows))
+            for rows in groups
+        ]
+    )
 
 
 def is_omni_folder(folder: str | os.PathLike) -> bool:

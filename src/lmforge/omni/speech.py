@@ -95,6 +95,7 @@ __all__ = [
     "fit_length",
     "frames_to_wave",
     "griffin_lim",
+    "hearing_views",
     "hz_to_mel",
     "judge_features",
     "load_speech",
@@ -126,6 +127,18 @@ SKLEARN_USERS = "the omni speech tokenizer and judge"
 NORMALISE = ("none", "mean")
 UNITS = ("log-mel", "mfcc")
 WARP_ITERS = 4  # Griffin-Lim iterations of augment_speech's warps: enough for log-mel frames
+# How a word given to the model is also heard (``hearing_views``): (formant, speed) factors
+# beside the word as it is. The formants are moved both ways: the unseen voices sit on either
+# side of the training voices (RESULTS.md, 2026-12-07).
+HEARING_VIEWS = (
+    (0.8, 1.0),
+    (0.87, 1.0),
+    (0.93, 1.0),
+    (1.07, 1.0),
+    (1.15, 1.0),
+    (1.0, 0.9),
+    (1.0, 1.1),
+)
 
 
 # ----------------------------------------------------------------------------- data
@@ -249,6 +262,23 @@ def augment_speech(
     out = items.subset(index)
     out.x = torch.cat(waves)
     out.extra["augment"] = tags
+    return out
+
+
+def hearing_views(x: torch.Tensor, views=HEARING_VIEWS) -> list[torch.Tensor]:
+    """Other ways to hear the words ``x`` (B, L): each (formant, speed) of ``views`` applied to
+    every word (``warp_spectrum``, ``change_speed``), as ``augment_speech`` perturbs its copies.
+    The omni model reads each view beside the word and answers from their mean probabilities
+    (``Omni.reply``): test-time augmentation (Krizhevsky et al. 2012 averaged the softmax over
+    crops) for voices that no training word has."""
+    n, out = len(x), []
+    for formant, speed in views:
+        wave = x
+        if formant != 1.0:
+            wave = warp_spectrum(wave, torch.full((n,), formant), torch.ones(n), n_iter=WARP_ITERS)
+        if speed != 1.0:
+            wave = change_speed(wave, torch.full((n,), speed))
+        out.append(wave)
     return out
 
 
@@ -544,9 +574,11 @@ def per_voice(right: torch.Tensor, voices: list[str]) -> dict:
     return {"voices": accuracy, "mean": sum(accuracy.values()) / max(len(accuracy), 1)}
 
 
-def baseline_mfcc_logreg(train: Items, test: Items) -> dict:
+def baseline_mfcc_logreg(train: Items, test: Items, views=()) -> dict:
     """The issue's peer: MFCC + logistic regression (scikit-learn defaults, C=1) on standardised
-    ``judge_features``, trained on ``train``, scored on ``test`` per voice.
+    ``judge_features``, trained on ``train``, scored on ``test`` per voice. ``views``: other
+    views of the test words (``hearing_views``), each (N, L); the class probabilities are then
+    averaged over the words and their views, as the omni model averages its own.
 
     Returns:
         {"voices": {voice: accuracy}, "mean": mean over voices, "accuracy": over items, "n"}.
@@ -558,7 +590,9 @@ def baseline_mfcc_logreg(train: Items, test: Items) -> dict:
 
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000))
     model.fit(judge_features(train.x).numpy(), train.y.numpy())
-    right = torch.as_tensor(model.predict(judge_features(test.x).numpy())) == test.y
+    heard = [test.x, *views]
+    probs = sum(model.predict_proba(judge_features(x).numpy()) for x in heard) / len(heard)
+    right = torch.as_tensor(model.classes_[probs.argmax(1)]) == test.y
     return {
         **per_voice(right, test.extra["voice"]),
         "accuracy": float(right.float().mean()),

@@ -120,6 +120,7 @@ class Bank:
     names: list[str]
     bigger: torch.Tensor | None = None
     real: int | None = None
+    views: tuple[torch.Tensor, ...] = ()  # the codes of other views of every item, (N, ...) each
 
     def __post_init__(self) -> None:
         self.by_name: dict[str, list[int]] = {}
@@ -129,7 +130,8 @@ class Bank:
 
     def item(self, i: int) -> Item:
         copy = self.real is not None and i >= self.real
-        return Item(self.modality, tuple(self.codes[i].tolist()), copy)
+        views = tuple(tuple(v[i].tolist()) for v in self.views)
+        return Item(self.modality, tuple(self.codes[i].tolist()), copy, views)
 
     def one_of(self, name: str, rng: random.Random) -> int:
         return rng.choice(self.by_name[name])

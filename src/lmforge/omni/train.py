@@ -188,14 +188,23 @@ def tasks_of(modalities) -> list[str]:
     return tasks + (["chain"] if {"image", "speech"} <= present else [])
 
 
-def banks_of(tokenizers: dict, items: dict[str, Items], real: dict | None = None):
+def banks_of(
+    tokenizers: dict, items: dict[str, Items], real: dict | None = None, views: dict | None = None
+):
     """Each modality's items encoded (``real``: modality -> how many leading items are real,
-    the rest perturbed copies); the digits also drawn bigger (the chains' third turn)."""
-    real = real or {}
-    banks = {
-        m: Bank(m, tokenizers[m].encode(items[m].x), item_names(m, items[m]), real=real.get(m))
-        for m in tokenizers
-    }
+    the rest perturbed copies; ``views``: modality -> the items' other views, ``Modality.views``,
+    whose codes the items then carry, as ``Omni.encode`` gives them); the digits also drawn
+    bigger (the chains' third turn)."""
+    real, views = real or {}, views or {}
+    banks = {}
+    for m, tokenizer in tokenizers.items():
+        banks[m] = Bank(
+            m,
+            tokenizer.encode(items[m].x),
+            item_names(m, items[m]),
+            real=real.get(m),
+            views=tuple(tokenizer.encode(v) for v in views.get(m, ())),
+        )
     if "image" in banks:
         banks["image"].bigger = tokenizers["image"].encode(bigger_images(items["image"].x))
     return banks

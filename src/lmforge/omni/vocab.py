@@ -36,11 +36,14 @@ FRAME = "<frame>"
 @dataclass(frozen=True)
 class Item:
     """One item of a modality inside a message: its codes, ``tokens_per_item`` of them;
-    ``copy``: a perturbed copy of a training item (``Bank``), which the decoder only reads."""
+    ``copy``: a perturbed copy of a training item (``Bank``), which the decoder only reads;
+    ``views``: the codes of other views of it (``Modality.views``), which ``Omni.reply`` reads
+    beside ``codes`` in a given item."""
 
     modality: str
     codes: tuple[int, ...]
     copy: bool = field(default=False, compare=False)
+    views: tuple[tuple[int, ...], ...] = field(default=(), compare=False)
 
 
 class OmniVocab:
