@@ -91,15 +91,10 @@ def evaluate_omni(
             continue
         row, items, right, picks = _task(omni, task, banks, judges, limit, seed, sampler)
         real = test[TASKS[task][1]] if TASKS[task][1] != "text" else None
-        row["baseline"], detail = baseline_of(task, train, test, judges, seed)
+        row["baseline"], peer = baseline_of(task, train, test, judges, seed, heard.get("speech"))
         if TASKS[task][0] == "speech":  # held-out voices: each on its own, then their mean
             row.update(voice_scores(right, [test["speech"].extra["voice"][i] for i in picks]))
-            if detail:
-                row["baseline_per_voice"] = detail
-            if task == "speech->text" and heard.get("speech"):
-                peer = MODALITIES["speech"].part("baseline_mfcc_logreg")
-                with_views = peer(train["speech"], test["speech"], views=heard["speech"])
-                row["baseline_views"] = round(with_views["mean"], 4)
+        row.update(peer)
         if items:
             row["diversity"], row["real_diversity"] = _diversity(items, real, judges)
             made[task] = items

@@ -48,24 +48,31 @@ def judge_of(modality: str, train: Items, seed: int = 0) -> NamedJudge:
     return NamedJudge(modality, judge, train.labels)
 
 
-def baseline_of(task: str, train: dict, test: dict, judges: dict, seed: int = 0):
+def baseline_of(task: str, train: dict, test: dict, judges: dict, seed: int = 0, views=()):
     """The peer figure of ``task`` on the held-out items (see the module docstring of
-    ``lmforge.omni.evaluate``), and its figure per held-out voice for speech -> text (else None).
+    ``lmforge.omni.evaluate``), and the row's other peer fields: for speech -> text its figure
+    per held-out voice (``baseline_per_voice``) and, given ``views`` of the test words, the
+    same peer on them (``baseline_views``); else none.
     """
     given, answered = TASKS[task]
     if task == "speech->text":
-        peer = MODALITIES["speech"].part("baseline_mfcc_logreg")(train["speech"], test["speech"])
-        voices = {voice: round(value, 4) for voice, value in peer["voices"].items()}
-        return round(float(peer["mean"]), 4), voices
+        speech = MODALITIES["speech"].part
+        model = speech("fit_mfcc_logreg")(train["speech"])
+        peer = speech("peer_scores")(model, test["speech"])
+        extra = {"baseline_per_voice": {v: round(x, 4) for v, x in peer["voices"].items()}}
+        if views:
+            heard = speech("peer_scores")(model, test["speech"], views)
+            extra["baseline_views"] = round(heard["mean"], 4)
+        return round(float(peer["mean"]), 4), extra
     if task == "signal->text":
-        return _peer("signal", "baseline_mlp", train["signal"], test["signal"]), None
+        return _peer("signal", "baseline_mlp", train["signal"], test["signal"]), {}
     if task == "3d->text":
-        return _peer("points", "baseline_d2_logreg", train["points"], test["points"]), None
+        return _peer("points", "baseline_d2_logreg", train["points"], test["points"]), {}
     modality = given if answered == "text" else answered
     real = test[modality]
     if answered == "speech":  # a generated word imitates the training voices: judge those
         real = MODALITIES["speech"].load("valid", seed=seed)
-    return judges[modality].accuracy(real, item_names(modality, real)), None
+    return judges[modality].accuracy(real, item_names(modality, real)), {}
 
 
 def _peer(modality: str, name: str, train: Items, test: Items) -> float:

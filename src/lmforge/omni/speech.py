@@ -93,6 +93,7 @@ __all__ = [
     "change_speed",
     "dct_matrix",
     "fit_length",
+    "fit_mfcc_logreg",
     "frames_to_wave",
     "griffin_lim",
     "hearing_views",
@@ -104,6 +105,7 @@ __all__ = [
     "mel_to_hz",
     "mfcc",
     "mulaw_decode",
+    "peer_scores",
     "per_voice",
     "read_wav",
     "reconstruction_report",
@@ -576,20 +578,30 @@ def per_voice(right: torch.Tensor, voices: list[str]) -> dict:
 
 def baseline_mfcc_logreg(train: Items, test: Items, views=()) -> dict:
     """The issue's peer: MFCC + logistic regression (scikit-learn defaults, C=1) on standardised
-    ``judge_features``, trained on ``train``, scored on ``test`` per voice. ``views``: other
-    views of the test words (``hearing_views``), each (N, L); the class probabilities are then
-    averaged over the words and their views, as the omni model averages its own.
+    ``judge_features``, trained on ``train`` (``fit_mfcc_logreg``), scored on ``test`` per voice
+    (``peer_scores``, where ``views`` are explained).
 
     Returns:
         {"voices": {voice: accuracy}, "mean": mean over voices, "accuracy": over items, "n"}.
     """
+    return peer_scores(fit_mfcc_logreg(train), test, views)
+
+
+def fit_mfcc_logreg(train: Items):
+    """The peer's scikit-learn pipeline (standardise, then logistic regression), fitted."""
     need_sklearn(SKLEARN_USERS)
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000))
-    model.fit(judge_features(train.x).numpy(), train.y.numpy())
+    return model.fit(judge_features(train.x).numpy(), train.y.numpy())
+
+
+def peer_scores(model, test: Items, views=()) -> dict:
+    """``baseline_mfcc_logreg``'s figures of a fitted peer on ``test``. ``views``: other views
+    of the test words (``hearing_views``), each (N, L); the class probabilities are then
+    averaged over the words and their views, as the omni model averages its own."""
     heard = [test.x, *views]
     probs = sum(model.predict_proba(judge_features(x).numpy()) for x in heard) / len(heard)
     right = torch.as_tensor(model.classes_[probs.argmax(1)]) == test.y
