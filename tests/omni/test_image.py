@@ -13,6 +13,7 @@ from lmforge.errors import CheckpointError, ConfigError, DataError  # noqa: E402
 from lmforge.folders import save_part  # noqa: E402
 from lmforge.omni.image import (  # noqa: E402
     DIGIT_NAMES,
+    SEEING_VIEWS,
     ImageTokenizer,
     ImageTokenizerConfig,
     augment_images,
@@ -27,6 +28,7 @@ from lmforge.omni.image import (  # noqa: E402
     redraw,
     restart_dead_codes,
     save_png,
+    seeing_views,
     straight_through,
     train_image_judge,
     train_image_tokenizer,
@@ -108,6 +110,18 @@ def test_redraw_identity_and_bigger_digits_have_more_ink(test, judge):
     big = bigger_images(test.x)
     assert (ink(big) > ink(test.x)).float().mean() > 0.95
     assert (judge.predict(big) == test.y).float().mean() > 0.9  # still the same digit
+
+
+def test_seeing_views_turn_zoom_and_slant_every_digit_and_keep_it_readable(test, judge):
+    views = seeing_views(test.x)
+    assert len(views) == len(SEEING_VIEWS) and all(v.shape == test.x.shape for v in views)
+    for view in views:
+        assert (view - test.x).abs().mean() > 0.02  # each view moves the digit
+        assert (judge.predict(view) == test.y).float().mean() > 0.9  # and keeps its label
+    left, right = seeing_views(test.x[:5], views=((-8.0, 1.0, 0.0), (8.0, 1.0, 0.0)))
+    assert (left - right).abs().mean() > 0.03  # the two turns go opposite ways
+    smaller, larger = seeing_views(test.x, views=((0.0, 0.92, 0.0), (0.0, 1.08, 0.0)))
+    assert (ink(larger) >= ink(smaller)).float().mean() > 0.9
 
 
 def test_unknown_split_is_refused():

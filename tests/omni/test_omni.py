@@ -99,6 +99,9 @@ def test_settings_refuse_unknown_keys_and_modalities():
     with pytest.raises(Exception, match="unknown modality 'smell'"):
         settings({"given_loss": ["smell"]})
     assert settings({"given_loss": ["speech"]}).given_loss == ("speech",) and not TINY.given_loss
+    with pytest.raises(ConfigError, match="named_cross must be true or false"):
+        settings({"named_cross": "yes"})
+    assert TINY.named_cross and not settings({"named_cross": False}).named_cross
 
 
 def test_noise_replaces_only_the_codes_the_decoder_reads():

@@ -312,6 +312,9 @@ def test_bad_wav_files_raise_data_error(tmp_path):
     (tmp_path / "junk.wav").write_bytes(b"not a wave file at all")
     with pytest.raises(DataError, match="junk.wav"):
         read_wav(tmp_path / "junk.wav")
+    (tmp_path / "empty.wav").write_bytes(b"")
+    with pytest.raises(DataError, match=r"empty.wav: not a PCM WAV file \(the file is empty"):
+        read_wav(tmp_path / "empty.wav")
     with pytest.raises(DataError, match="wave to write"):
         write_wav(tmp_path / "two.wav", torch.zeros(2, 100))
 

@@ -115,10 +115,11 @@ def test_tasks_draw_matching_answers():
     rng = random.Random(0)
     messages, gold = conversation("image->text", banks, rng, index=1)
     assert gold == "two" and messages[-1]["content"] == ["two"]
-    for _ in range(20):  # cross-modal pairs use labels both banks hold
-        messages, gold = conversation("speech->image", banks, rng)
+    for named in (True, False) * 10:  # cross-modal pairs use labels both banks hold
+        messages, gold = conversation("speech->image", banks, rng, named=named)
         assert gold in ("one", "two")
-        answer = messages[-1]["content"][0]
+        *said, answer = messages[-1]["content"]
+        assert said == ([gold] if named else [])  # the word heard, then the drawing
         assert banks["image"].names[list(map(tuple, codes.tolist())).index(answer.codes)] == gold
     chain, gold = chain_conversation(banks, rng)
     assert [m["role"] for m in chain] == ["user", "assistant"] * 3

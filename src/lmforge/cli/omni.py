@@ -46,7 +46,7 @@ def add_commands(commands) -> None:
         "--no-views",
         dest="views",
         action="store_false",
-        help="read a given word as it is, not also through its other views (hearing_views)",
+        help="read given digits and words as they are, not also through their views",
     )
     evaluate.add_argument("--quiet", action="store_true", help="no stage lines")
     evaluate.set_defaults(run=run_eval)

@@ -6,16 +6,20 @@
   asked for. Diversity is the mean pairwise distance between the generated items of a label,
   beside the same figure for real held-out items of that label (a collapsed generator scores
   far below the real one).
+- cross-modal answers that name the label first ("seven", then the drawing): ``named`` is the
+  share whose word is the label, beside the judged item's ``score``.
 - chain: image -> its label -> a bigger drawing of it (more ink pixels than the image shown,
   and judged the same digit) or another image of it -> its spoken word, each turn on the
   model's own earlier answers; a chain counts when every turn is right. The row also gives the
   share of bigger drawings right (``bigger``, of ``n_bigger``).
 - speech -> X: the score is the mean over the held-out voices of each voice's share right
   (``per_voice``), the issue's measure and the peer's; ``accuracy`` is the share of items right
-  (the voices have unequal numbers of items). The model hears each given word also through its
-  other views (``speech.hearing_views``: formants and speed moved), as ``lmforge omni chat``
-  does; ``baseline_views`` is the peer given the same views (its probabilities averaged), and
-  ``--no-views`` scores the words as they are.
+  (the voices have unequal numbers of items).
+
+The model reads each given digit and word also through its other views, as ``lmforge omni chat``
+does: a digit turned, zoomed and slanted (``image.seeing_views``), a word with its formants and
+speed moved (``speech.hearing_views``). ``baseline_views`` is the speech peer given the same
+views (its probabilities averaged), and ``--no-views`` scores the items as they are.
 
 Each tokenizer's reconstruction on the held-out items comes first (MSE, and the judge on real
 and on encode -> decode items: ``tokenizers`` in the JSON). Each row's ``baseline`` is the peer
@@ -63,8 +67,8 @@ def evaluate_omni(
         temperature: the generated items' sampling temperature for every modality (default:
             each modality's own, ``Modality.temperature``).
         views: the model reads each held-out item it is given beside its modality's other
-            views of it (``Modality.views``: speech), as ``lmforge omni chat`` does; the
-            speech peer is then also scored on those views (``baseline_views``).
+            views of it (``Modality.views``: images and speech), as ``lmforge omni chat``
+            does; the speech peer is then also scored on those views (``baseline_views``).
     """
     sampler = item_samplers(temperature)  # a bad temperature stops here, before any work
     omni = Omni.load(folder)
@@ -143,7 +147,11 @@ def _task(omni: Omni, task: str, banks, judges, limit: int, seed: int, sampler: 
         right = [_text(reply).strip() == gold for reply, gold in zip(replies, golds, strict=True)]
         return {"task": task, "score": _mean(right), "n": len(right)}, None, right, picks
     right, made = _judged(omni, replies, golds, answered, judges[answered])
-    return {"task": task, "score": _mean(right), "n": len(right)}, made, right, picks
+    row = {"task": task, "score": _mean(right), "n": len(right)}
+    if given != "text" and any(_text(reply).strip() for reply in replies):
+        # a named cross-modal answer (``OmniConfig.named_cross``): the word it wrote first
+        row["named"] = _mean([_text(r).strip() == g for r, g in zip(replies, golds, strict=True)])
+    return row, made, right, picks
 
 
 def _judged(omni: Omni, replies, golds, modality: str, judge):
@@ -273,5 +281,7 @@ def print_table(rows: list[dict], say: Callable[[str], None] = print) -> None:
             say(f"  voice {voice:<9} {score:>7.3f} {'':>6} {peer:>9}")
         if "accuracy" in row:
             say(f"  {'all items':<15} {row['accuracy']:>7.3f}  (the score is the voices' mean)")
+        if "named" in row:
+            say(f"  {'word named':<15} {row['named']:>7.3f}  (the label it wrote before the item)")
         if "baseline_views" in row:
             say(f"  {'peer on views':<15} {'':>7} {'':>6} {row['baseline_views']:>9.3f}")

@@ -53,6 +53,7 @@ from lmforge.omni.common import (
 from lmforge.omni.items import Items
 
 __all__ = [
+    "affine_maps",
     "augment_images",
     "bigger_images",
     "ink",
@@ -72,6 +73,7 @@ __all__ = [
     "reconstruction_report",
     "restart_dead_codes",
     "save_png",
+    "seeing_views",
     "straight_through",
     "train_image_judge",
     "train_image_tokenizer",
@@ -84,6 +86,17 @@ TEST_SIZE = 357  # of the 1,797 digits: 1,440 train, 357 test (about 20%)
 INK = 0.1  # a PNG's pixels above this (after stretching to [0, 1]) are ink
 INK_PIXEL = 0.3  # a digit's pixels above this count as ink (``ink``: is a drawing bigger?)
 BIGGER = 1.2  # "draw a bigger one": the digit drawn this much larger
+# How a digit given to the model is also seen (``seeing_views``): (degrees, scale, shear) of
+# each view beside the digit as it is, within the training copies' ranges (RESULTS.md,
+# 2026-12-07).
+SEEING_VIEWS = (
+    (-8.0, 1.0, 0.0),
+    (8.0, 1.0, 0.0),
+    (0.0, 0.92, 0.0),
+    (0.0, 1.08, 0.0),
+    (0.0, 1.0, -0.1),
+    (0.0, 1.0, 0.1),
+)
 SKLEARN_USERS = "the omni image and video data"
 
 
@@ -134,8 +147,18 @@ def bigger_images(x: torch.Tensor, scale: float = BIGGER) -> torch.Tensor:
     """Each digit of x (B, S, S) drawn ``scale`` times larger about the centre (the chains'
     "draw a bigger one"). At 1.2 the SVC judge still names 0.98 of held-out digits so drawn,
     and 0.99 of them have more ink pixels (``ink``) than the digit itself."""
-    theta = torch.tensor([[1 / scale, 0.0, 0.0], [0.0, 1 / scale, 0.0]]).expand(len(x), 2, 3)
-    return redraw(x, theta)
+    same = torch.zeros(len(x))
+    return redraw(x, affine_maps(same, same + scale, same, same, same))
+
+
+def affine_maps(angle, scale, shear, shift_x, shift_y) -> torch.Tensor:
+    """The maps (n, 2, 3) that ``redraw`` takes, from (n,) tensors: a rotation by ``angle``
+    (radians), a zoom by ``scale`` (above 1 draws the digit larger), a horizontal ``shear`` and
+    a shift (in ``F.affine_grid``'s [-1, 1] coordinates; a pixel is 2 / size)."""
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    return torch.stack(
+        [torch.stack([cos, -sin + shear, shift_x], 1), torch.stack([sin, cos, shift_y], 1)], 1
+    )  # output -> input coordinates
 
 
 def ink(x: torch.Tensor) -> torch.Tensor:
@@ -166,20 +189,26 @@ def augment_images(items: Items, copies: int, seed: int = 0, degrees: float = 12
 
     angle = draw(-degrees, degrees) * math.pi / 180
     scale, shear = draw(0.9, 1.1), draw(-0.15, 0.15)
-    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack(
-        [
-            torch.stack([cos, -sin + shear, draw(-1, 1) / size], 1),
-            torch.stack([sin, cos, draw(-1, 1) / size], 1),
-        ],
-        1,
-    )  # (n, 2, 3): output -> input coordinates in [-1, 1]
-    made = redraw(x, theta)
+    made = redraw(x, affine_maps(angle, scale, shear, draw(-1, 1) / size, draw(-1, 1) / size))
     extra = {
         k: v.repeat(copies + 1) if torch.is_tensor(v) else list(v) * (copies + 1)
         for k, v in items.extra.items()
     }
     return Items(torch.cat([items.x, made]), items.y.repeat(copies + 1), items.labels, extra)
+
+
+def seeing_views(x: torch.Tensor, views=SEEING_VIEWS) -> list[torch.Tensor]:
+    """Other ways to see the digits ``x`` (B, S, S): each (degrees, scale, shear) of ``views``
+    drawn with ``redraw``, inside the ranges of ``augment_images``' copies. The omni model reads
+    each view beside the digit and answers in text from their mean probabilities
+    (``Omni.reply``), as it hears a word (``speech.hearing_views``): test-time augmentation
+    (Krizhevsky et al. 2012 averaged the softmax over crops)."""
+    n, out = len(x), []
+    for degrees, scale, shear in views:
+        angle, zoom, slant, still = (torch.full((n,), float(v)) for v in (0, scale, shear, 0))
+        angle += math.radians(degrees)
+        out.append(redraw(x, affine_maps(angle, zoom, slant, still, still)))
+    return out
 
 
 # ----------------------------------------------------------------------------- VQ math

@@ -3,7 +3,7 @@
 Each entry names the module and its parts: the data loader (``load(split, seed) -> Items``),
 the frozen tokenizer's class and config, the function that trains it, and where a modality has
 one, the augmentation that multiplies the decoder's training items and the views through which
-the model also reads an item it is given (speech: ``hearing_views``). Each module also
+the model also reads an item it is given (``seeing_views``, ``hearing_views``). Each module also
 holds ``train_<name>_judge`` (``lmforge.omni.judges``) and ``reconstruction_report``. A module
 is imported only when its modality is used.
 """
@@ -79,6 +79,7 @@ MODALITIES = {
         "train_image_tokenizer",
         "augment_images",
         temperature=0.7,
+        viewer="seeing_views",
     ),
     "speech": Modality(
         "speech",

@@ -152,11 +152,19 @@ def _assistant(*parts) -> dict:
     return {"role": "assistant", "content": list(parts)}
 
 
-def conversation(task: str, banks: dict[str, Bank], rng: random.Random, index: int | None = None):
+def conversation(
+    task: str,
+    banks: dict[str, Bank],
+    rng: random.Random,
+    index: int | None = None,
+    named: bool = True,
+):
     """One conversation of ``task`` and what its answer is: (messages, gold).
 
     gold is the label the answer must have (text answers, and items the judge checks). The
     item given (or, for generation, the label asked for) is ``index``-th of its bank, or drawn.
+    ``named``: a cross-modal answer first names the label it heard or read, then makes the item
+    ("seven", then a drawing of a seven); otherwise it is the item alone.
     """
     given, answered = TASKS[task]
     if given == "text":  # generation: the label of item ``index`` is asked for
@@ -173,7 +181,8 @@ def conversation(task: str, banks: dict[str, Bank], rng: random.Random, index: i
     i = index if index is not None else rng.choice(bank.among(target.by_name))
     name = bank.names[i]
     ask = rng.choice(CROSS[(given, answered)])
-    return [_user(bank.item(i), ask), _assistant(target.item(target.one_of(name, rng)))], name
+    made = target.item(target.one_of(name, rng))
+    return [_user(bank.item(i), ask), _assistant(*([name] if named else []), made)], name
 
 
 def chain_conversation(banks: dict[str, Bank], rng: random.Random, index: int | None = None):

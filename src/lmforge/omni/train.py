@@ -109,6 +109,10 @@ class OmniConfig:
             well as reads them (``("speech",)``); the perturbed copies are only read. None by
             default. An earlier form that counted the copies too heard the unseen voices
             better but spoke worse (benchmarks/RESULTS.md, ninth run).
+        named_cross: a cross-modal answer first names the digit it heard or read, then
+            draws or says it ("seven", then the drawing). The word is text, chosen from the
+            mean over the readings of a given word's views (``Omni.reply``), and the drawing
+            follows the word. False: the item alone, as models before 2026-12-07 answered.
     """
 
     modalities: tuple[str, ...] = tuple(MODALITIES)
@@ -127,6 +131,7 @@ class OmniConfig:
     noise: dict = field(default_factory=dict)
     tokens_per_second: float = 6000.0
     given_loss: tuple[str, ...] = ()
+    named_cross: bool = True
 
     def __post_init__(self) -> None:
         for name in ("modalities", "given_loss"):
@@ -170,6 +175,8 @@ class OmniConfig:
         build_config(get_family("gpt").config_class, {**self.gpt, "vocab_size": 2}, {})
         if "image" not in self.modalities:
             raise ConfigError("modalities must include image (every chain starts from one)")
+        if not isinstance(self.named_cross, bool):
+            raise ConfigError(f"named_cross must be true or false, got {self.named_cross!r}")
         for name in ("per_task", "steps", "batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -210,9 +217,11 @@ def banks_of(
     return banks
 
 
-def draw(tasks, banks, count: int, seed: int, weights: dict | None = None) -> list[list[dict]]:
+def draw(
+    tasks, banks, count: int, seed: int, weights: dict | None = None, named: bool = True
+) -> list[list[dict]]:
     """``count`` conversations of each task (times its weight, 1 unless ``weights`` says),
-    drawn with a seeded generator."""
+    drawn with a seeded generator (``named``: ``conversation``'s)."""
     rng = random.Random(seed)
     out = []
     for task in tasks:
@@ -220,7 +229,7 @@ def draw(tasks, banks, count: int, seed: int, weights: dict | None = None) -> li
             if task == "chain":
                 out.append(chain_conversation(banks, rng)[0])
             else:
-                out.append(conversation(task, banks, rng)[0])
+                out.append(conversation(task, banks, rng, named=named)[0])
     return out
 
 
@@ -288,7 +297,9 @@ def train_omni(
         banks = banks_of(tokenizers, augmented, {m: len(its) for m, its in train_items.items()})
         rows = [
             encode_conversation(vocab, m, config.given_loss)
-            for m in draw(tasks, banks, config.per_task, config.seed, config.weights)
+            for m in draw(
+                tasks, banks, config.per_task, config.seed, config.weights, config.named_cross
+            )
         ]
         say(f"3/3 training the decoder on {len(rows):,} conversations")
         decoder = _train_decoder(vocab, rows, config, progress)
