@@ -361,11 +361,8 @@ def read_wav(path: str | os.PathLike) -> torch.Tensor:
     except (wavelib.Error, EOFError, OSError) as err:
         why = str(err) or "the file is empty or cut short"
         raise DataError(f"{path}: not a PCM WAV file ({why}); give 8/16-bit PCM WAV") from None
-    if width not in (1, 2, 3, 4) or channels < 1:
-        raise DataError(
-            f"{path}: {width}-byte samples in {channels} channels cannot be read; give 8/16-bit "
-            "PCM WAV"
-        )
+    if width not in (1, 2, 3, 4):  # the wave module has refused 0 channels and 0 bytes
+        raise DataError(f"{path}: {width}-byte samples cannot be read; give 8/16-bit PCM WAV")
     samples = _pcm_to_float(raw, width).reshape(-1, channels).mean(axis=1)
     if len(samples) == 0:
         raise DataError(f"{path}: the WAV file holds no samples; give a recording")

@@ -144,13 +144,13 @@ def _task(omni: Omni, task: str, banks, judges, limit: int, seed: int, sampler: 
         golds.append(gold)
     replies = omni.reply(conversations, items=sampler, seed=seed)
     if answered == "text":
-        right = [_text(reply).strip() == gold for reply, gold in zip(replies, golds, strict=True)]
+        right = _said(replies, golds)
         return {"task": task, "score": _mean(right), "n": len(right)}, None, right, picks
     right, made = _judged(omni, replies, golds, answered, judges[answered])
     row = {"task": task, "score": _mean(right), "n": len(right)}
     if given != "text" and any(_text(reply).strip() for reply in replies):
         # a named cross-modal answer (``OmniConfig.named_cross``): the word it wrote first
-        row["named"] = _mean([_text(r).strip() == g for r, g in zip(replies, golds, strict=True)])
+        row["named"] = _mean(_said(replies, golds))
     return row, made, right, picks
 
 
@@ -184,7 +184,7 @@ def _chains(omni: Omni, banks, judges, limit: int, seed: int, sampler: dict[str,
     for turn, check in ((1, "text"), (3, "image"), (5, "speech")):
         replies = omni.reply(history, items=sampler, seed=seed)
         if check == "text":
-            right = [_text(r).strip() == g for r, g in zip(replies, golds, strict=False)]
+            right = _said(replies, golds)
         else:
             right, _ = _judged(omni, replies, golds, check, judges[check])
         if check == "image":  # "draw a bigger one": more ink than the digit shown
@@ -261,6 +261,11 @@ def voice_scores(right: list[bool], voices: list[str]) -> dict:
 
 def _text(parts) -> str:
     return "".join(p for p in parts if isinstance(p, str))
+
+
+def _said(replies, golds) -> list[bool]:
+    """Whether each reply's text is exactly its gold label."""
+    return [_text(reply).strip() == gold for reply, gold in zip(replies, golds, strict=True)]
 
 
 def _mean(flags) -> float:
