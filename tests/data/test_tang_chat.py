@@ -11,6 +11,8 @@ from lmforge.data import load_corpus
 from lmforge.data.dialogues import check_messages
 from lmforge.data.tang_chat import (
     ANSWERS,
+    ASIDE_SHARE,
+    ASIDES,
     BUILTIN_DIALOGUES,
     KINDS,
     build_dialogues,
@@ -55,6 +57,15 @@ def template_pattern(templates) -> re.Pattern:
 
 def user_turns(dialogues):
     return [m["content"] for d in dialogues for m in d["messages"] if m["role"] == "user"]
+
+
+def bare(question: str) -> str:
+    """A training question without the aside said before or after it, if any."""
+    for sides in ASIDES.values():
+        lead = next((a for a in sides["lead"] if question.startswith(a)), "")
+        tail = next((a for a in sides["tail"] if question.endswith(a)), "")
+        question = question[len(lead) : len(question) - len(tail)]
+    return question
 
 
 def phrasings(split: str) -> list[str]:
@@ -228,8 +239,37 @@ def test_a_line_after_with_no_poem_given_is_a_couplet_to_finish(train):
     wordings = load_phrasings()["after"]["train"].values()
     after = template_pattern([wording for language in wordings for wording in language])
     couplets = [d for d in train if d["kinds"][0] == "couplet"]
-    worded = [d for d in couplets if after.fullmatch(d["messages"][0]["content"])]
+    worded = [d for d in couplets if after.fullmatch(bare(d["messages"][0]["content"]))]
     assert 0.2 < len(worded) / len(couplets) < 0.4
     for dialogue in worded:
         question, answer = (m["content"] for m in dialogue["messages"][:2])
-        assert question.count("「") == 1 and "「" not in answer and answer.endswith("。")
+        assert bare(question).count("「") == 1 and "「" not in answer and answer.endswith("。")
+
+
+def test_a_share_of_training_questions_have_an_aside_and_held_out_ones_none(train, held_out):
+    """Words such as "請問，" or "謝謝。" before or after a training question, which do not change
+    what it asks; the held-out questions are the bare wordings."""
+    asides = [a for sides in ASIDES.values() for where in sides.values() for a in where]
+    said = [q for d in train for q in user_turns([d])[1:]]  # later turns: no poem before them
+    with_aside = [q for q in said if bare(q) != q]
+    assert abs(len(with_aside) / len(said) - ASIDE_SHARE) < 0.03
+    starts, ends = Counter(), Counter()
+    for q in with_aside:
+        starts.update(a for a in asides if q.startswith(a))
+        ends.update(a for a in asides if q.endswith(a))
+    assert set(starts) | set(ends) == set(asides)  # every aside is used
+    seen = template_pattern(phrasings("train"))
+    assert all(seen.fullmatch(bare(q)) for q in with_aside)
+    assert not [q for q in user_turns(held_out) if bare(q) != q]
+
+
+def test_training_asks_for_both_quatrain_forms_equally_often(train, held_out):
+    """The train split has about three seven-character quatrains to one five; the requests
+    are drawn by form first, half and half, as the held-out ones are."""
+    for dialogues, low, high in ((train, 0.45, 0.55), (held_out, 0.5, 0.5)):
+        widths = [
+            len(poem_lines(d["messages"][1]["content"])[0])
+            for d in dialogues
+            if d["kinds"] == ["quatrain"]
+        ]
+        assert low <= widths.count(5) / len(widths) <= high, Counter(widths)

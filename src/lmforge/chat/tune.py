@@ -72,14 +72,15 @@ CHAT_TRAIN = {
 
 # The default chat model (``default_chat_model``): a small GPT with rotary positions on tang's
 # characters, pretrained on the poems (500 x 16 x 256 tokens: about one epoch; rotary positions
-# reach validation perplexity 197 there where learned ones reach 333), then tuned on tang-chat
-# (about 1,170,000 tokens an epoch; 1,950 x 16 rows of 257: about 6.8 epochs, each of the 500
-# facts in some 90 dialogues), with a copy head given at tuning (``copy_dim``: without it the
-# tuned model wrote back 0 of 197 held-out line questions, with it about half, and more with
-# more reading dialogues; RESULTS.md, 2026-12-06). The speeds are a 2-core CPU's training
+# reach validation perplexity 197 to 214 there where learned ones reach 333), then tuned on
+# tang-chat (about 1,250,000 tokens an epoch; 1,950 x 16 rows of 257: about 6.4 epochs, each of
+# the 500 facts in some 90 dialogues), with a copy head given at tuning (``copy_dim``: without
+# it the tuned model wrote back 0 of 197 held-out line questions, with it about half, and more
+# with more reading dialogues; RESULTS.md, 2026-12-06). The speeds are a 2-core CPU's training
 # tokens/s for this model (measured on a quiet machine: pretraining 8.5 minutes on 2026-12-05;
 # tuning 15.5 then, 17 with the copy head on 2026-12-06, 20 to 22 with the quoting answers and
-# 1,950 steps later that day: the tuning reads the output layer at the assistant's tokens only);
+# 1,950 steps later that day, 21.8 with the asides on 2026-12-07: the tuning reads the output
+# layer at the assistant's tokens only);
 # the time estimate divides the training tokens by them.
 DEFAULT_CHAT = {
     "folder": "runs/chat/base-gpt-tang-rope",

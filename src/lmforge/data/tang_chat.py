@@ -25,14 +25,18 @@ OpenAI messages form, and one kind per assistant turn: ``knowledge``, ``reading`
   no poem given, so that the poem in the conversation, not the wording, tells reading from a
   couplet (held-out couplet wordings were read as "the line after", and quoted no poem).
 * quatrain: a five- or seven-character quatrain on a title; the answer is the real quatrain of
-  that title and form.
+  that title and form. Training asks for the two forms equally often, as the held-out set does
+  (the train split has about three seven-character quatrains to one five-character one).
 * refusal: a knowledge question about a first line that begins no shipped poem (the first half
   of one poem's first line joined to the second half of another's); the answer says it knows no
   such poem.
 
 Each intent has several question phrasings (shipped in ``chat_phrasings.json``), in Chinese and a
 few in English (a dialogue is in English with probability ``ENGLISH_SHARE``); answers are one
-fixed Chinese sentence per intent (``ANSWERS``). The phrasings are split in two:
+fixed Chinese sentence per intent (``ANSWERS``). A share of the training questions
+(``ASIDE_SHARE``) come with an aside before or after them that does not change what they ask
+("請問，", "謝謝。", ``ASIDES``), so that the words that ask, not the whole template, carry the
+question. The phrasings are split in two:
 ``build_dialogues("train")`` uses only the training ones, ``build_dialogues("eval")`` only the
 held-out ones.
 
@@ -85,7 +89,20 @@ TOPICS = "月春秋山江夜花"  # title characters the "who else wrote about .
 ENGLISH_SHARE = 0.1
 AFTER_AS_COUPLET = 0.3  # share of training couplet requests worded as "the line after"
 FACT_ROUNDS = 13
-TRAIN_SIZES = {"reading": 3500, "couplet": 1000, "quatrain": 1800, "refusal": 1000}
+TRAIN_SIZES = {"reading": 3500, "couplet": 1000, "quatrain": 2400, "refusal": 1000}
+ASIDE_SHARE = 0.3  # share of training questions said with an aside before or after them
+# Words around a question that do not change what it asks: a model that has seen questions only
+# as bare templates reads the template, not the words that ask.
+ASIDES = {
+    "zh": {
+        "lead": ["請問，", "我想問一下：", "再問一個問題：", "好，", "對了，", "那麼，"],
+        "tail": ["謝謝。", "請回答。", "請直接說。", "請簡短回答。", "麻煩了。", "我很想知道。"],
+    },
+    "en": {
+        "lead": ["Well, ", "A question: ", "Hmm, ", "And now: "],
+        "tail": [" Answer briefly, please.", " Cheers.", " A short answer, please."],
+    },
+}
 EVAL_SIZES = {  # quatrain: per form
     "chains": 50,
     "pairs": 50,
@@ -165,6 +182,7 @@ def fixed_texts(split: str = "train") -> list[str]:
     templates = [
         *(q for intent in load_phrasings().values() for qs in intent[split].values() for q in qs),
         *ANSWERS.values(),
+        *(aside for sides in ASIDES.values() for asides in sides.values() for aside in asides),
     ]
     return [re.sub(r"\{\w+\}", "", template) for template in templates]
 
@@ -235,8 +253,14 @@ class _Conversation:
         self.kinds.append(kind)
 
     def phrase(self, intent: str, **fields) -> str:
+        rng = self.maker.rng
         choices = self.maker.phrasings[intent][self.maker.split][self.lang]
-        return self.maker.rng.choice(choices).format(**fields)
+        question = rng.choice(choices).format(**fields)
+        if intent == "intro" or self.maker.split != "train" or rng.random() >= ASIDE_SHARE:
+            return question
+        where = rng.choice(("lead", "tail"))
+        aside = rng.choice(ASIDES[self.lang][where])
+        return aside + question if where == "lead" else question + aside
 
     def done(self) -> dict:
         return {"messages": self.messages, "kinds": self.kinds}
@@ -257,6 +281,7 @@ class _Maker:
         self.quatrains = [
             (p, lines) for p, lines in self.regular if len(lines) == 4 and _clean_title(p.title)
         ]
+        self.quatrain_forms = {w: [q for q in self.quatrains if len(q[1][0]) == w] for w in _FORMS}
         self.by_author: dict[str, list[Fact]] = {}
         for fact in facts:
             self.by_author.setdefault(fact.author, []).append(fact)
@@ -279,8 +304,9 @@ class _Maker:
             dialogues.append(self.reading(self.recombined(), self.rng.randint(1, 4)))
         for _ in range(TRAIN_SIZES["couplet"]):
             dialogues.append(self.couplets(self.rng.choice(self.regular), self.rng.randint(1, 2)))
-        dialogues += [
-            self.quatrain(self.rng.choice(self.quatrains)) for _ in range(TRAIN_SIZES["quatrain"])
+        dialogues += [  # the forms asked equally often (train has 3 seven-character to 1 five)
+            self.quatrain(self.rng.choice(self.quatrain_forms[self.rng.choice(tuple(_FORMS))]))
+            for _ in range(TRAIN_SIZES["quatrain"])
         ]
         dialogues += [self.refusal() for _ in range(TRAIN_SIZES["refusal"])]
         self.rng.shuffle(dialogues)
@@ -300,8 +326,7 @@ class _Maker:
         dialogues += [
             self.couplets(p, 1) for p in self.rng.sample(self.regular, EVAL_SIZES["couplet"])
         ]
-        for width in _FORMS:
-            form = [q for q in self.quatrains if len(q[1][0]) == width]
+        for form in self.quatrain_forms.values():
             dialogues += [self.quatrain(q) for q in self.rng.sample(form, EVAL_SIZES["quatrain"])]
         dialogues += [self.refusal() for _ in range(EVAL_SIZES["refusal"])]
         return dialogues
