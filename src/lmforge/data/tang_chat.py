@@ -247,16 +247,20 @@ class _Conversation:
 
     def ask(self, intent: str, answer: str, kind: str, prefix: str = "", **fields) -> None:
         """Add one exchange: a phrasing of ``intent`` filled with ``fields``, and ``answer``."""
-        question = self.phrase(intent, **fields)
+        question = self.aside(self.phrase(intent, **fields))
         self.messages.append({"role": "user", "content": prefix + question})
         self.messages.append({"role": "assistant", "content": answer})
         self.kinds.append(kind)
 
     def phrase(self, intent: str, **fields) -> str:
-        rng = self.maker.rng
         choices = self.maker.phrasings[intent][self.maker.split][self.lang]
-        question = rng.choice(choices).format(**fields)
-        if intent == "intro" or self.maker.split != "train" or rng.random() >= ASIDE_SHARE:
+        return self.maker.rng.choice(choices).format(**fields)
+
+    def aside(self, question: str) -> str:
+        """A training question, said with an aside before or after it ``ASIDE_SHARE`` of the
+        time; a held-out one as it is."""
+        rng = self.maker.rng
+        if self.maker.split != "train" or rng.random() >= ASIDE_SHARE:
             return question
         where = rng.choice(("lead", "tail"))
         aside = rng.choice(ASIDES[self.lang][where])
@@ -278,10 +282,14 @@ class _Maker:
         self.lines = {width: [] for width in _FORMS}  # width -> every line of that width
         for _, lines in self.regular:
             self.lines[len(lines[0])] += lines
-        self.quatrains = [
-            (p, lines) for p, lines in self.regular if len(lines) == 4 and _clean_title(p.title)
-        ]
-        self.quatrain_forms = {w: [q for q in self.quatrains if len(q[1][0]) == w] for w in _FORMS}
+        self.quatrain_forms = {  # width -> the quatrains of that width with a clean title
+            width: [
+                (p, lines)
+                for p, lines in self.regular
+                if len(lines) == 4 and len(lines[0]) == width and _clean_title(p.title)
+            ]
+            for width in _FORMS
+        }
         self.by_author: dict[str, list[Fact]] = {}
         for fact in facts:
             self.by_author.setdefault(fact.author, []).append(fact)
