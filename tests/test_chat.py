@@ -173,11 +173,23 @@ def test_chat_tuning_can_give_a_gpt_a_copy_head_that_its_folder_keeps(tmp_path):
         grow_vocab(rnn, 24, copy_dim=8)
     for lora in (False, True):
         (tmp_path / str(lora)).mkdir()
-        folder = tuned(tmp_path / str(lora), dialogues, steps=10, lora=lora, lora_r=4, copy_dim=8)
+        folder = tuned(
+            tmp_path / str(lora),
+            dialogues,
+            steps=10,
+            lora=lora,
+            lora_r=4,
+            copy_dim=8,
+            copy_skip="?",
+        )
         model, tokenizer = load_chat_model(folder)
         assert model.copy is not None and load_model(folder)[2]["chat_tuning"]["copy_dim"] == 8
+        assert model.config.copy_skip == (tokenizer.token_to_id("?"),)  # kept in the folder
         assert float(model.copy.sentinel.bias) != model.copy.start_bias  # the head was trained
         assert isinstance(reply(model, tokenizer, dialogues[0][:1], max_new_tokens=3), Reply)
+    (tmp_path / "unknown").mkdir()
+    with pytest.raises(ConfigError, match="copy_skip: '§' not in this tokenizer's vocabulary"):
+        tuned(tmp_path / "unknown", dialogues, steps=1, copy_dim=8, copy_skip="§")
 
 
 def test_chat_tuning_learns_a_follow_up_that_plain_text_training_cannot(chat_folder):

@@ -273,3 +273,30 @@ def test_training_asks_for_both_quatrain_forms_equally_often(train, held_out):
             if d["kinds"] == ["quatrain"]
         ]
         assert low <= widths.count(5) / len(widths) <= high, Counter(widths)
+
+
+def test_training_quatrains_are_real_quatrains_or_halves_of_eight_line_poems(train):
+    """A training quatrain answers with a quatrain of the title asked for, or with the first or
+    last four lines of an eight-line poem of that title (the 截句 reading of 絕句); the
+    English requests are a larger share than elsewhere, as the form word is spelt out."""
+    whole, halves = set(), set()
+    for poem in load_poems("train"):
+        lines = poem_lines(poem.body)
+        if lines and len(lines) == 4:
+            whole.add((poem.title, poem.body))
+        elif lines:
+            for half in (lines[:4], lines[4:]):
+                halves.add((poem.title, "{}，{}。{}，{}。".format(*half)))
+    sources = Counter()
+    quatrains = [d for d in train if d["kinds"] == ["quatrain"]]
+    for d in quatrains:
+        question, answer = (m["content"] for m in d["messages"])
+        title = re.search("《(.+?)》", question)[1]
+        sources[
+            "whole" if (title, answer) in whole else "half" if (title, answer) in halves else "?"
+        ] += 1
+    assert sources["?"] == 0 and sources["whole"] > 500 and sources["half"] > 500, sources
+    english = [d["messages"][0]["content"][0].isascii() for d in quatrains]
+    assert 0.25 < sum(english) / len(english) < 0.35
+    others = [d["messages"][0]["content"][0].isascii() for d in train if d["kinds"][0] == "reading"]
+    assert 0.07 < sum(others) / len(others) < 0.13

@@ -39,6 +39,8 @@ def random_ids(batch=3, length=16, vocab=23, seed=0):
         ("bias", 1),
         ("copy_dim", -1),
         ("copy_dim", True),
+        ("copy_skip", [3]),  # without a copy head
+        ("copy_skip", "ab"),
     ],
 )
 def test_config_validation_names_the_field(field, value):

@@ -95,3 +95,28 @@ def test_a_trained_copy_head_is_what_writes_the_copy():
     hits = candidates == ids[:, 1:, None]  # (B, T, T - 1): positions that copy the target
     pointed = (log_weights[..., 1:].exp() * hits).sum(-1)  # (B, T)
     assert float(pointed[:, 9:].mean()) > 0.8
+
+
+def test_the_copy_head_copies_no_skipped_token():
+    """With ``copy_skip``, the copy head puts no weight on the positions followed by a skipped
+    token, a skipped token's probability is the sentinel's share of the softmax's, and
+    generation step by step reads the same mixture as a window read at once."""
+    torch.manual_seed(0)
+    sizes = dict(vocab_size=20, d_model=32, n_layers=2, n_heads=4, d_ff=64, max_seq_len=18)
+    model = GPT(GPTConfig(**sizes, positions="rotary", copy_dim=16, copy_skip=[3, 4])).eval()
+    ids = copy_batch(torch.Generator().manual_seed(2), rows=4)
+    ids[:, 2], ids[:, 5], ids[:, 11], ids[:, 14] = 3, 4, 3, 4  # skipped tokens in the context
+    with torch.no_grad():
+        hidden, _ = model.hidden_states(ids)
+        log_weights, candidates = model._copy_window(hidden, ids)
+        mixture, _ = model(ids)
+        vocab = model.head.logits(hidden).log_softmax(-1)
+        stepped, _ = model.step(ids)
+    skipped = torch.isin(candidates, torch.tensor([3, 4])).expand_as(log_weights[..., 1:])
+    assert skipped.any() and float(log_weights[..., 1:].exp()[skipped].sum()) == 0.0
+    assert torch.allclose(log_weights.exp().sum(-1), torch.ones(4, 18))
+    for token in (3, 4):
+        alone = log_weights[..., 0] + vocab[..., token]
+        torch.testing.assert_close(mixture[..., token], alone)
+    assert float(log_weights[..., 1:].exp()[~skipped].sum()) > 1.0  # the rest is still copied
+    torch.testing.assert_close(stepped, mixture[:, -1], atol=1e-5, rtol=1e-5)

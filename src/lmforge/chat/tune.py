@@ -3,7 +3,7 @@
 ``chat_tune`` adds the role tokens to the tokenizer (``lmforge.tokenize.chat``), grows the model's
 vocabulary rows to fit (``grow_vocab``: new rows start as the mean of the old ones) and, if asked,
 gives a gpt a copy head (``GPTConfig.copy_dim``: reading a line back out of the conversation is
-then one attention), and trains
+then one attention; ``copy_skip``: marks it may not copy), and trains
 on ``lmforge.train.tasks.ChatTask``: the loss counts the assistant's tokens only. Full tuning
 trains every weight; LoRA (Hu et al. 2021, through ``peft`` as ``lmforge.vertical`` uses it)
 trains rank-r adapters of every block's attention and MLP projections plus the token embeddings
@@ -76,7 +76,9 @@ CHAT_TRAIN = {
 # tang-chat (about 1,250,000 tokens an epoch; 1,950 x 16 rows of 257: about 6.4 epochs, each of
 # the 500 facts in some 90 dialogues), with a copy head given at tuning (``copy_dim``: without
 # it the tuned model wrote back 0 of 197 held-out line questions, with it about half, and more
-# with more reading dialogues; RESULTS.md, 2026-12-06). The speeds are a 2-core CPU's training
+# with more reading dialogues; RESULTS.md, 2026-12-06) that copies no quotation marks
+# (``copy_skip``: copying the 》 after a requested title's last character ended a quatrain's
+# line there, a few in a hundred quatrains). The speeds are a 2-core CPU's training
 # tokens/s for this model (measured on a quiet machine: pretraining 8.5 minutes on 2026-12-05;
 # tuning 15.5 then, 17 with the copy head on 2026-12-06, 20 to 22 with the quoting answers and
 # 1,950 steps later that day, 21.8 with the asides on 2026-12-07: the tuning reads the output
@@ -114,6 +116,7 @@ DEFAULT_CHAT = {
         "lr": 2e-3,
         "min_lr": 2e-4,
         "copy_dim": 64,
+        "copy_skip": "《》「」",
         "lora_r": 64,
         "lora_alpha": 128,
     },
@@ -132,6 +135,8 @@ class ChatTuning:
         chat_template: the Jinja chat template the folder carries.
         copy_dim: give a gpt without one a copy head of this width (0: none), trained from
             fresh weights with the rest (``GPTConfig.copy_dim``).
+        copy_skip: characters the copy head never copies (``GPTConfig.copy_skip``), for a model
+            with a copy head; each must be a token of the tokenizer.
     """
 
     lora: bool = False
@@ -139,18 +144,21 @@ class ChatTuning:
     lora_alpha: int = 32
     chat_template: str = DEFAULT_CHAT_TEMPLATE
     copy_dim: int = 0
+    copy_skip: str = ""
 
     def __post_init__(self) -> None:
         for name, least in (("lora_r", 1), ("lora_alpha", 1), ("copy_dim", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise ConfigError(f"{name} must be an integer >= {least}, got {value!r}")
+        if not isinstance(self.copy_skip, str):
+            raise ConfigError(f"copy_skip must be a string of characters, got {self.copy_skip!r}")
         ChatTemplate(self.chat_template)  # a template that does not compile fails here
 
 
 def chat_settings(sets: dict, lora: bool = False, defaults: dict = CHAT_TRAIN):
     """(TrainConfig, ChatTuning) from ``--set`` values over ``defaults``: trainer settings and
-    ``lora_r`` / ``lora_alpha`` / ``chat_template`` / ``copy_dim``.
+    ``lora_r`` / ``lora_alpha`` / ``chat_template`` / ``copy_dim`` / ``copy_skip``.
 
     Raises:
         ConfigError: an unknown key, listing the valid ones.
@@ -169,11 +177,14 @@ def chat_settings(sets: dict, lora: bool = False, defaults: dict = CHAT_TRAIN):
     return build_config(TrainConfig, train, {}), build_config(ChatTuning, {"lora": lora}, tune)
 
 
-def grow_vocab(model: torch.nn.Module, vocab_size: int, copy_dim: int = 0) -> torch.nn.Module:
+def grow_vocab(
+    model: torch.nn.Module, vocab_size: int, copy_dim: int = 0, copy_skip: tuple[int, ...] = ()
+) -> torch.nn.Module:
     """``model`` with ``vocab_size`` token rows: the old rows unchanged, each new row of every
     vocabulary-sized tensor (embedding, output layer and its bias) the mean of the old rows;
-    and, for ``copy_dim`` > 0, a gpt without a copy head given a fresh one of that width.
-    ``model`` itself when there is nothing to add.
+    for ``copy_dim`` > 0, a gpt without a copy head given a fresh one of that width; and a copy
+    head's ``copy_skip`` set (ignored without one). ``model`` itself when there is nothing to
+    change.
 
     Raises:
         ConfigError: a smaller vocabulary, an adaptive softmax (its clusters cannot grow), a
@@ -189,6 +200,8 @@ def grow_vocab(model: torch.nn.Module, vocab_size: int, copy_dim: int = 0) -> to
                 f"{copy_dim}: " + ("only a gpt has one" if had is None else f"it has one of {had}")
             )
         changes["copy_dim"] = copy_dim
+    if (copy_dim or getattr(config, "copy_dim", 0)) and tuple(copy_skip) != config.copy_skip:
+        changes["copy_skip"] = tuple(copy_skip)
     if changes == {"vocab_size": config.vocab_size}:
         return model
     adaptive = getattr(config, "adaptive_cutoffs", ())
@@ -246,7 +259,7 @@ def chat_tune(
     tokenizer = with_role_tokens(tokenizer)
     tokenizer.chat_template = tuning.chat_template
     torch.manual_seed(train_config.seed)  # LoRA's initial adapters come from the run's seed
-    model = grow_vocab(model, tokenizer.vocab_size, tuning.copy_dim)
+    model = grow_vocab(model, tokenizer.vocab_size, tuning.copy_dim, _token_ids(tokenizer, tuning))
     template = ChatTemplate(tuning.chat_template)
     task = ChatTask(
         model, tokenizer, template, dialogues, valid, train_config.batch_size, train_config.seed
@@ -272,10 +285,26 @@ def chat_tune(
                     "lora_r": tuning.lora_r,
                     "lora_alpha": tuning.lora_alpha,
                     "copy_dim": tuning.copy_dim,
+                    "copy_skip": tuning.copy_skip,
                 },
                 **(record or {}),
             )
     return model, tokenizer, result
+
+
+def _token_ids(tokenizer: Tokenizer, tuning: ChatTuning) -> tuple[int, ...]:
+    """The ids of ``tuning.copy_skip``'s characters.
+
+    Raises:
+        ConfigError: a character that is not a token of ``tokenizer``.
+    """
+    missing = [c for c in tuning.copy_skip if c not in tokenizer.vocab]
+    if missing:
+        raise ConfigError(
+            f"copy_skip: {''.join(missing)!r} not in this tokenizer's vocabulary; give only "
+            "characters that are tokens (or copy_skip='')"
+        )
+    return tuple(tokenizer.token_to_id(c) for c in tuning.copy_skip)
 
 
 def _with_lora(model: torch.nn.Module, tuning: ChatTuning):

@@ -26,7 +26,12 @@ OpenAI messages form, and one kind per assistant turn: ``knowledge``, ``reading`
   couplet (held-out couplet wordings were read as "the line after", and quoted no poem).
 * quatrain: a five- or seven-character quatrain on a title; the answer is the real quatrain of
   that title and form. Training asks for the two forms equally often, as the held-out set does
-  (the train split has about three seven-character quatrains to one five-character one).
+  (the train split has about three seven-character quatrains to one five-character one). Its
+  answers are also the first or last four lines of the eight-line regular poems (a 絕句 read as
+  a 截句, half of a regulated poem), so that few answers repeat and the model writes a poem of
+  the form asked for rather than recites one it knows. A larger share of the training quatrain
+  requests are in English, with more wordings (``QUATRAIN_ENGLISH_SHARE``): the form word is
+  spelt letter by letter.
 * refusal: a knowledge question about a first line that begins no shipped poem (the first half
   of one poem's first line joined to the second half of another's); the answer says it knows no
   such poem.
@@ -87,6 +92,10 @@ FACTS_FILE = "chat_facts.jsonl"
 PHRASINGS_FILE = "chat_phrasings.json"  # intent -> split -> language -> question templates
 TOPICS = "月春秋山江夜花"  # title characters the "who else wrote about ..." follow-up asks about
 ENGLISH_SHARE = 0.1
+# English quatrain requests in training, with 16 wordings: the form word is spelt letter by
+# letter ("five-" or "seven-character"); with 0.1 and 6 wordings a request with a verb not seen
+# in training was answered in seven characters whatever it asked
+QUATRAIN_ENGLISH_SHARE = 0.3
 AFTER_AS_COUPLET = 0.3  # share of training couplet requests worded as "the line after"
 FACT_ROUNDS = 13
 TRAIN_SIZES = {"reading": 3500, "couplet": 1000, "quatrain": 2400, "refusal": 1000}
@@ -239,9 +248,9 @@ def _builtin(name: str):
 class _Conversation:
     """A dialogue being written: messages, kinds, and its language."""
 
-    def __init__(self, maker: _Maker) -> None:
+    def __init__(self, maker: _Maker, english: float = ENGLISH_SHARE) -> None:
         self.maker = maker
-        self.lang = "en" if maker.rng.random() < ENGLISH_SHARE else "zh"
+        self.lang = "en" if maker.rng.random() < english else "zh"
         self.messages: list[dict] = []
         self.kinds: list[str] = []
 
@@ -282,14 +291,13 @@ class _Maker:
         self.lines = {width: [] for width in _FORMS}  # width -> every line of that width
         for _, lines in self.regular:
             self.lines[len(lines[0])] += lines
-        self.quatrain_forms = {  # width -> the quatrains of that width with a clean title
-            width: [
-                (p, lines)
-                for p, lines in self.regular
-                if len(lines) == 4 and len(lines[0]) == width and _clean_title(p.title)
-            ]
-            for width in _FORMS
-        }
+        # width -> the quatrains, and the eight-line poems, of that width with a clean title
+        self.quatrain_forms = {width: [] for width in _FORMS}
+        self.eight = {width: [] for width in _FORMS}
+        for p, lines in self.regular:
+            if _clean_title(p.title):
+                chosen = self.quatrain_forms if len(lines) == 4 else self.eight
+                chosen[len(lines[0])].append((p, lines))
         self.by_author: dict[str, list[Fact]] = {}
         for fact in facts:
             self.by_author.setdefault(fact.author, []).append(fact)
@@ -312,8 +320,15 @@ class _Maker:
             dialogues.append(self.reading(self.recombined(), self.rng.randint(1, 4)))
         for _ in range(TRAIN_SIZES["couplet"]):
             dialogues.append(self.couplets(self.rng.choice(self.regular), self.rng.randint(1, 2)))
+        cut = {  # width -> the quatrains, and the halves of the eight-line poems (截句)
+            width: quatrains
+            + [(p, half) for p, lines in self.eight[width] for half in (lines[:4], lines[4:])]
+            for width, quatrains in self.quatrain_forms.items()
+        }
         dialogues += [  # the forms asked equally often (train has 3 seven-character to 1 five)
-            self.quatrain(self.rng.choice(self.quatrain_forms[self.rng.choice(tuple(_FORMS))]))
+            self.quatrain(
+                self.rng.choice(cut[self.rng.choice(tuple(_FORMS))]), QUATRAIN_ENGLISH_SHARE
+            )
             for _ in range(TRAIN_SIZES["quatrain"])
         ]
         dialogues += [self.refusal() for _ in range(TRAIN_SIZES["refusal"])]
@@ -492,11 +507,12 @@ class _Maker:
                 talk.ask("couplet", lines[2 * k + 1] + "。", "couplet", half=lines[2 * k])
         return talk.done()
 
-    def quatrain(self, chosen: tuple[Poem, list[str]]) -> dict:
+    def quatrain(self, chosen: tuple[Poem, list[str]], english: float = ENGLISH_SHARE) -> dict:
         poem, lines = chosen
         form, form_en = _FORMS[len(lines[0])]
-        talk = _Conversation(self)
-        talk.ask("quatrain", poem.body, "quatrain", title=poem.title, form=form, form_en=form_en)
+        talk = _Conversation(self, english)
+        body = f"{lines[0]}，{lines[1]}。{lines[2]}，{lines[3]}。"
+        talk.ask("quatrain", body, "quatrain", title=poem.title, form=form, form_en=form_en)
         return talk.done()
 
 

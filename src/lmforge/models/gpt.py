@@ -72,6 +72,9 @@ class GPTConfig:
         copy_dim: 0, or the width of a copy head (``lmforge.nn.pointer``: the pointer sentinel
             mixture, Merity et al. 2017) that may copy, instead of the softmax's pick, the
             token that followed an earlier position of the context. Not in GPT-2.
+        copy_skip: token ids the copy head never copies (their probability is the softmax's
+            alone). Chat tuning gives it the marks that close a quotation: copying the one that
+            followed a quoted title's last character ended a poem's line there.
     """
 
     vocab_size: int = 0
@@ -86,6 +89,7 @@ class GPTConfig:
     adaptive_cutoffs: tuple[int, ...] = ()
     positions: str = "learned"
     copy_dim: int = 0
+    copy_skip: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         check_sizes(self, ("d_model", "n_layers", "n_heads", "d_ff", "max_seq_len"))
@@ -105,6 +109,14 @@ class GPTConfig:
             raise ConfigError(
                 f"copy_dim must be an integer >= 0 (0: no copy head), got {self.copy_dim!r}"
             )
+        skip = self.copy_skip
+        if not isinstance(skip, (list, tuple)) or any(
+            isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in skip
+        ):
+            raise ConfigError(f"copy_skip must be a list of token ids, got {skip!r}")
+        if skip and not self.copy_dim:
+            raise ConfigError("copy_skip needs a copy head (copy_dim > 0)")
+        object.__setattr__(self, "copy_skip", tuple(skip))
         for name in ("tie_embeddings", "bias"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -226,6 +238,7 @@ class GPT(nn.Module):
         if adaptive_tied:
             self.tok_emb = AdaptiveInput(self.head)
         self.copy = CopyHead(c.d_model, c.copy_dim, c.max_seq_len) if c.copy_dim else None
+        self.register_buffer("copy_skip", torch.tensor(c.copy_skip, dtype=torch.long), False)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -315,8 +328,14 @@ class GPT(nn.Module):
         position, and the tokens (B, 1, T - 1) that positions 0 .. T - 2 copy."""
         positions = torch.arange(ids.shape[1], device=ids.device)
         keys = self.copy.key(hidden[:, :-1])  # (B, T - 1, P)
+        candidates = ids[:, None, 1:]
         allowed = positions[None, :-1] < positions[:, None]  # (T, T - 1): s < t
-        return self.copy.log_weights(hidden, keys, allowed[None]), ids[:, None, 1:]
+        allowed = allowed[None] & self._copyable(candidates)  # (B, T, T - 1)
+        return self.copy.log_weights(hidden, keys, allowed), candidates
+
+    def _copyable(self, candidates: torch.Tensor) -> torch.Tensor:
+        """Whether each candidate token may be copied (not in ``copy_skip``)."""
+        return ~torch.isin(candidates, self.copy_skip)
 
     def _next_logits(
         self, hidden: torch.Tensor, ids: torch.Tensor, keys: torch.Tensor, positions: torch.Tensor
@@ -327,9 +346,10 @@ class GPT(nn.Module):
         s < its position)."""
         logits = self.head.logits(hidden)
         span = keys.shape[1]
-        allowed = torch.arange(span, device=hidden.device)[None] < positions[:, None]  # (B, S)
-        weights = self.copy.log_weights(hidden[:, None], keys, allowed[:, None])  # (B, 1, 1+S)
         candidates = ids[:, None, 1 : span + 1]  # (B, 1, S)
+        allowed = torch.arange(span, device=hidden.device)[None] < positions[:, None]  # (B, S)
+        allowed = allowed[:, None] & self._copyable(candidates)
+        weights = self.copy.log_weights(hidden[:, None], keys, allowed)  # (B, 1, 1 + S)
         return copy_mixture(logits.log_softmax(dim=-1)[:, None], weights, candidates)[:, 0]
 
     def step(
