@@ -291,13 +291,17 @@ class _Maker:
         self.lines = {width: [] for width in _FORMS}  # width -> every line of that width
         for _, lines in self.regular:
             self.lines[len(lines[0])] += lines
-        # width -> the quatrains, and the eight-line poems, of that width with a clean title
+        # width -> the quatrains, and the halves of the eight-line poems (截句, training's
+        # quatrain answers too), of that width with a clean title
         self.quatrain_forms = {width: [] for width in _FORMS}
-        self.eight = {width: [] for width in _FORMS}
+        self.halves = {width: [] for width in _FORMS}
         for p, lines in self.regular:
-            if _clean_title(p.title):
-                chosen = self.quatrain_forms if len(lines) == 4 else self.eight
-                chosen[len(lines[0])].append((p, lines))
+            if not _clean_title(p.title):
+                continue
+            if len(lines) == 4:
+                self.quatrain_forms[len(lines[0])].append((p, lines))
+            else:
+                self.halves[len(lines[0])] += [(p, lines[:4]), (p, lines[4:])]
         self.by_author: dict[str, list[Fact]] = {}
         for fact in facts:
             self.by_author.setdefault(fact.author, []).append(fact)
@@ -320,11 +324,7 @@ class _Maker:
             dialogues.append(self.reading(self.recombined(), self.rng.randint(1, 4)))
         for _ in range(TRAIN_SIZES["couplet"]):
             dialogues.append(self.couplets(self.rng.choice(self.regular), self.rng.randint(1, 2)))
-        cut = {  # width -> the quatrains, and the halves of the eight-line poems (截句)
-            width: quatrains
-            + [(p, half) for p, lines in self.eight[width] for half in (lines[:4], lines[4:])]
-            for width, quatrains in self.quatrain_forms.items()
-        }
+        cut = {width: self.quatrain_forms[width] + self.halves[width] for width in _FORMS}
         dialogues += [  # the forms asked equally often (train has 3 seven-character to 1 five)
             self.quatrain(
                 self.rng.choice(cut[self.rng.choice(tuple(_FORMS))]), QUATRAIN_ENGLISH_SHARE
@@ -448,8 +448,7 @@ class _Maker:
         "，" and "。" in turn)."""
         width = self.rng.choice(tuple(_FORMS))
         lines = self.rng.sample(self.lines[width], self.rng.choice((4, 8)))
-        body = "".join(line + "，。"[i % 2] for i, line in enumerate(lines))
-        return Poem("", "", body), lines
+        return Poem("", "", _regular_body(lines)), lines
 
     def reading(self, chosen: tuple[Poem, list[str]], turns: int) -> dict:
         """A regular poem in the first user turn and ``turns`` questions about it; in eval the
@@ -511,9 +510,20 @@ class _Maker:
         poem, lines = chosen
         form, form_en = _FORMS[len(lines[0])]
         talk = _Conversation(self, english)
-        body = f"{lines[0]}，{lines[1]}。{lines[2]}，{lines[3]}。"
-        talk.ask("quatrain", body, "quatrain", title=poem.title, form=form, form_en=form_en)
+        talk.ask(
+            "quatrain",
+            _regular_body(lines),
+            "quatrain",
+            title=poem.title,
+            form=form,
+            form_en=form_en,
+        )
         return talk.done()
+
+
+def _regular_body(lines: list[str]) -> str:
+    """The lines as a regular poem's body: "，" and "。" in turn."""
+    return "".join(line + "，。"[i % 2] for i, line in enumerate(lines))
 
 
 def _after_answer(lines: list[str], i: int) -> str:
