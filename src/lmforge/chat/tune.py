@@ -73,7 +73,7 @@ CHAT_TRAIN = {
 # The default chat model (``default_chat_model``): a small GPT with rotary positions on tang's
 # characters, pretrained on the poems (500 x 16 x 256 tokens: about one epoch; rotary positions
 # reach validation perplexity 197 to 214 there where learned ones reach 333), then tuned on
-# tang-chat (about 1,250,000 tokens an epoch; 1,950 x 16 rows of 257: about 6.4 epochs, each of
+# tang-chat (about 1,270,000 tokens an epoch; 2,050 x 16 rows of 257: about 6.6 epochs, each of
 # the 500 facts in some 90 dialogues), with a copy head given at tuning (``copy_dim``: without
 # it the tuned model wrote back 0 of 197 held-out line questions, with it about half, and more
 # with more reading dialogues; RESULTS.md, 2026-12-06) that copies no quotation marks
@@ -81,8 +81,9 @@ CHAT_TRAIN = {
 # line there, a few in a hundred quatrains). The speeds are a 2-core CPU's training
 # tokens/s for this model (measured on a quiet machine: pretraining 8.5 minutes on 2026-12-05;
 # tuning 15.5 then, 17 with the copy head on 2026-12-06, 20 to 22 with the quoting answers and
-# 1,950 steps later that day, 21.8 with the asides on 2026-12-07: the tuning reads the output
-# layer at the assistant's tokens only);
+# 1,950 steps later that day, 21.8 with the asides on 2026-12-07, 20.8 with 2,050 steps and more
+# quatrains later that day on a busier machine: the tuning reads the output layer at the
+# assistant's tokens only);
 # the time estimate divides the training tokens by them.
 DEFAULT_CHAT = {
     "folder": "runs/chat/base-gpt-tang-rope",
@@ -112,7 +113,7 @@ DEFAULT_CHAT = {
     # four kinds (RESULTS.md, 2026-12-06).
     "tune": {
         **CHAT_TRAIN,
-        "max_steps": 1950,  # the epochs of 1,800 before the answers quoting the poem
+        "max_steps": 2050,  # the epochs of 1,950 before 1,200 more quatrain dialogues
         "lr": 2e-3,
         "min_lr": 2e-4,
         "copy_dim": 64,
