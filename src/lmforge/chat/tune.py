@@ -79,11 +79,10 @@ CHAT_TRAIN = {
 # with more reading dialogues; RESULTS.md, 2026-12-06) that copies no quotation marks
 # (``copy_skip``: copying the 》 after a requested title's last character ended a quatrain's
 # line there, a few in a hundred quatrains). The speeds are a 2-core CPU's training
-# tokens/s for this model (measured on a quiet machine: pretraining 8.5 minutes on 2026-12-05;
-# tuning 15.5 then, 17 with the copy head on 2026-12-06, 20 to 22 with the quoting answers and
-# 1,950 steps later that day, 21.8 with the asides on 2026-12-07, 20.8 with 2,050 steps and more
-# quatrains later that day on a busier machine: the tuning reads the output layer at the
-# assistant's tokens only);
+# tokens/s for this model (pretraining 8.5 minutes on a quiet 2026-12-05; tuning 15.5 then, 17
+# with the copy head on 2026-12-06, 20 to 22 with the quoting answers and 1,950 steps later that
+# day, 21.8 with the asides on 2026-12-07, 20.8 with 2,050 steps and more quatrains later that
+# day on a busier machine: the tuning reads the output layer at the assistant's tokens only);
 # the time estimate divides the training tokens by them.
 DEFAULT_CHAT = {
     "folder": "runs/chat/base-gpt-tang-rope",

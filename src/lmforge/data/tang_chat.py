@@ -206,7 +206,7 @@ def poem_lines(body: str) -> list[str] | None:
     pieces = _PIECE.findall(body)
     if "".join(pieces) != body or len(pieces) not in (4, 8):
         return None
-    if any(piece[-1] != "，。"[i % 2] for i, piece in enumerate(pieces)):
+    if any(piece[-1] != _end_mark(i) for i, piece in enumerate(pieces)):
         return None
     lines = [piece[:-1] for piece in pieces]
     if len(lines[0]) not in _FORMS or any(len(line) != len(lines[0]) for line in lines):
@@ -523,16 +523,20 @@ class _Maker:
         return talk.done()
 
 
+def _end_mark(i: int) -> str:
+    """The mark a regular poem ends its line ``i`` (from 0) with: "，" and "。" in turn."""
+    return "，。"[i % 2]
+
+
 def _regular_body(lines: list[str]) -> str:
-    """The lines as a regular poem's body: "，" and "。" in turn."""
-    return "".join(line + "，。"[i % 2] for i, line in enumerate(lines))
+    """The lines as a regular poem's body."""
+    return "".join(line + _end_mark(i) for i, line in enumerate(lines))
 
 
 def _after_answer(lines: list[str], i: int) -> str:
     """The answer naming the line after ``lines[i]``: the poem quoted from line i on, with the
-    mark a regular poem ends line i with ("，" for an even i, "。" for an odd one), then the
-    line."""
-    return ANSWERS["after"].format(before=lines[i], mark="，。"[i % 2], line=lines[i + 1])
+    mark a regular poem ends line i with, then the line."""
+    return ANSWERS["after"].format(before=lines[i], mark=_end_mark(i), line=lines[i + 1])
 
 
 def _first_line(body: str) -> str:
