@@ -16,6 +16,7 @@ from lmforge.data.tang_chat import (
     BUILTIN_DIALOGUES,
     KINDS,
     build_dialogues,
+    compose,
     load_facts,
     load_phrasings,
     load_poems,
@@ -154,6 +155,33 @@ def test_held_out_phrasings_never_appear_in_training(train, held_out):
     unseen, seen = template_pattern(phrasings("eval")), template_pattern(phrasings("train"))
     assert not [text for text in user_turns(train) if unseen.search(text)]
     assert not [text for text in user_turns(held_out) if seen.search(text)]
+
+
+def test_compose_says_every_frame_with_every_fitting_ask_and_leaves_out_near_held_out():
+    frames = {"line": ["「{line}」"], "poem": ["以「{line}」開頭的詩"], "lead": ["有首詩，"]}
+    asks = {"any": ["是誰寫的？"], "line": ["出自何人？"], "alone": ["作者是誰？"]}
+    assert sorted(compose(frames, asks, [])) == sorted([
+        "「{line}」是誰寫的？",
+        "「{line}」出自何人？",
+        "以「{line}」開頭的詩是誰寫的？",
+        "「{line}」，作者是誰？",
+        "以「{line}」開頭的詩，作者是誰？",
+        "有首詩，作者是誰？",
+    ])
+    kept = compose(frames, asks, ["「{line}」是誰寫的呀？"])
+    assert "「{line}」是誰寫的？" not in kept and "以「{line}」開頭的詩，作者是誰？" in kept
+
+
+def test_training_knowledge_questions_are_mostly_composed_and_none_near_held_out(train):
+    parts = json.loads(FACTS.parent.joinpath("chat_composed.json").read_text(encoding="utf-8"))
+    held_out = phrasings("eval")
+    for intent in ("author", "title", "both"):
+        made = compose(parts["frames"], parts["asks"][intent], held_out)
+        wordings = load_phrasings()[intent]["train"]["zh"]
+        assert len(made) >= 100 and set(made) <= set(wordings)
+        assert len(compose(parts["frames"], parts["asks"][intent], [])) > len(made)
+    composed = template_pattern(compose(parts["frames"], parts["asks"]["author"], held_out))
+    assert sum(1 for text in user_turns(train) if composed.fullmatch(bare(text))) > 1000
 
 
 def test_eval_has_chains_at_least_four_turns_deep(held_out):

@@ -41,7 +41,9 @@ few in English (a dialogue is in English with probability ``ENGLISH_SHARE``); an
 fixed Chinese sentence per intent (``ANSWERS``). A share of the training questions
 (``ASIDE_SHARE``) come with an aside before or after them that does not change what they ask
 ("請問，", "謝謝。", ``ASIDES``), so that the words that ask, not the whole template, carry the
-question. The phrasings are split in two:
+question. For the same reason most Chinese training knowledge questions are composed
+(``compose``, ``chat_composed.json``): a frame that quotes the line ("以「X」開頭的詩") times a
+phrase that asks ("的作者是誰？"), some 150 wordings an intent. The phrasings are split in two:
 ``build_dialogues("train")`` uses only the training ones, ``build_dialogues("eval")`` only the
 held-out ones.
 
@@ -61,6 +63,7 @@ held-out ones.
 
 from __future__ import annotations
 
+import difflib
 import json
 import lzma
 import random
@@ -90,6 +93,8 @@ KINDS = ("knowledge", "reading", "follow-up", "couplet", "quatrain", "refusal")
 DIALOGUE_SPLITS = ("train", "eval")
 FACTS_FILE = "chat_facts.jsonl"
 PHRASINGS_FILE = "chat_phrasings.json"  # intent -> split -> language -> question templates
+COMPOSED_FILE = "chat_composed.json"  # frames and asking phrases of knowledge questions
+COMPOSED_CLOSEST = 0.75
 TOPICS = "月春秋山江夜花"  # title characters the "who else wrote about ..." follow-up asks about
 ENGLISH_SHARE = 0.1
 # English quatrain requests in training, with 16 wordings: the form word is spelt letter by
@@ -183,8 +188,39 @@ def load_facts() -> list[Fact]:
 
 def load_phrasings() -> dict[str, dict[str, dict[str, list[str]]]]:
     """The question templates of ``chat_phrasings.json``: intent -> ``"train"`` or ``"eval"`` ->
-    ``"zh"`` or ``"en"`` -> templates with ``{fields}``. Their answers are ``ANSWERS``."""
-    return json.loads(_builtin(PHRASINGS_FILE).read_text(encoding="utf-8"))
+    ``"zh"`` or ``"en"`` -> templates with ``{fields}``. Their answers are ``ANSWERS``.
+
+    The Chinese training knowledge questions also have the ones ``compose`` makes from
+    ``chat_composed.json``."""
+    phrasings = json.loads(_builtin(PHRASINGS_FILE).read_text(encoding="utf-8"))
+    parts = json.loads(_builtin(COMPOSED_FILE).read_text(encoding="utf-8"))
+    held_out = [t for intent in phrasings.values() for t in intent["eval"]["zh"]]
+    for intent, asks in parts["asks"].items():
+        train = phrasings[intent]["train"]["zh"]
+        train += [t for t in compose(parts["frames"], asks, held_out) if t not in train]
+    return phrasings
+
+
+def compose(frames: dict[str, list[str]], asks: dict[str, list[str]], held_out: list[str]):
+    """Knowledge questions made as a frame that quotes the line times a phrase that asks.
+
+    ``frames``: ``"line"`` (the line itself), ``"poem"`` (the poem it begins) and ``"lead"``
+    (a clause the question follows); ``asks``: ``"any"`` (said after a line or a poem),
+    ``"line"`` (after a line only) and ``"alone"`` (a question of its own, after a comma).
+    With some 20 hand-written wordings an intent, a model matched whole wordings: one unseen
+    word (詩人, 首句) sent a held-out question to another intent. Composed, the frame words are
+    said with every intent, so the asking words carry it. A question too like a held-out one
+    (``difflib`` ratio ``COMPOSED_CLOSEST`` or more, quotes left out) is left out."""
+    made = [f + a for f in frames["line"] for a in asks["any"] + asks["line"]]
+    made += [f + a for f in frames["poem"] for a in asks["any"]]
+    made += [f + "，" + a for f in frames["line"] + frames["poem"] for a in asks["alone"]]
+    made += [f + a for f in frames["lead"] for a in asks["alone"]]
+
+    def close(a: str, b: str) -> bool:
+        ratio = difflib.SequenceMatcher(None, a.replace("{line}", ""), b.replace("{line}", ""))
+        return ratio.ratio() >= COMPOSED_CLOSEST
+
+    return [t for t in made if not any(close(t, h) for h in held_out)]
 
 
 def fixed_texts(split: str = "train") -> list[str]:
