@@ -158,16 +158,33 @@ def test_held_out_phrasings_never_appear_in_training(train, held_out):
 
 
 def test_compose_says_every_frame_with_every_fitting_ask_and_leaves_out_near_held_out():
-    frames = {"line": ["「{line}」"], "poem": ["以「{line}」開頭的詩"], "lead": ["有首詩，"]}
-    asks = {"any": ["是誰寫的？"], "line": ["出自何人？"], "alone": ["作者是誰？"]}
-    assert sorted(compose(frames, asks, [])) == sorted([
-        "「{line}」是誰寫的？",
-        "「{line}」出自何人？",
-        "以「{line}」開頭的詩是誰寫的？",
-        "「{line}」，作者是誰？",
-        "以「{line}」開頭的詩，作者是誰？",
-        "有首詩，作者是誰？",
-    ])
+    frames = {
+        "line": ["「{line}」"],
+        "poem": ["以「{line}」開頭的詩"],
+        "lead": ["有首詩，"],
+        "verb": ["告訴我"],
+        "object": ["「{line}」這首詩"],
+    }
+    asks = {
+        "any": ["是誰寫的？"],
+        "line": ["出自何人？"],
+        "alone": ["作者是誰？"],
+        "noun": ["作者"],
+        "first": ["誰是作者？"],
+    }
+    assert sorted(compose(frames, asks, [])) == sorted(
+        [
+            "「{line}」是誰寫的？",
+            "「{line}」出自何人？",
+            "以「{line}」開頭的詩是誰寫的？",
+            "「{line}」，作者是誰？",
+            "以「{line}」開頭的詩，作者是誰？",
+            "有首詩，作者是誰？",
+            "告訴我「{line}」這首詩的作者。",
+            "誰是作者？「{line}」",
+            "誰是作者？以「{line}」開頭的詩",
+        ]
+    )
     kept = compose(frames, asks, ["「{line}」是誰寫的呀？"])
     assert "「{line}」是誰寫的？" not in kept and "以「{line}」開頭的詩，作者是誰？" in kept
 

@@ -205,8 +205,10 @@ def compose(frames: dict[str, list[str]], asks: dict[str, list[str]], held_out: 
     """Knowledge questions made as a frame that quotes the line times a phrase that asks.
 
     ``frames``: ``"line"`` (the line itself), ``"poem"`` (the poem it begins) and ``"lead"``
-    (a clause the question follows); ``asks``: ``"any"`` (said after a line or a poem),
-    ``"line"`` (after a line only) and ``"alone"`` (a question of its own, after a comma).
+    (a clause the question follows), ``"verb"`` and ``"object"`` (a request: "告訴我" and what
+    it names); ``asks``: ``"any"`` (said after a line or a poem), ``"line"`` (after a line only),
+    ``"alone"`` (a question of its own, after a comma), ``"noun"`` (what a request asks for) and
+    ``"first"`` (a question put before the line or poem).
     With some 20 hand-written wordings an intent, a model matched whole wordings: one unseen
     word (詩人, 首句) sent a held-out question to another intent. Composed, the frame words are
     said with every intent, so the asking words carry it. A question too like a held-out one
@@ -215,6 +217,13 @@ def compose(frames: dict[str, list[str]], asks: dict[str, list[str]], held_out: 
     made += [f + a for f in frames["poem"] for a in asks["any"]]
     made += [f + "，" + a for f in frames["line"] + frames["poem"] for a in asks["alone"]]
     made += [f + a for f in frames["lead"] for a in asks["alone"]]
+    made += [
+        v + f + "的" + n + "。"
+        for v in frames["verb"]
+        for f in frames["object"]
+        for n in asks["noun"]
+    ]
+    made += [a + f for a in asks["first"] for f in frames["line"] + frames["poem"]]
 
     def close(a: str, b: str) -> bool:
         ratio = difflib.SequenceMatcher(None, a.replace("{line}", ""), b.replace("{line}", ""))
