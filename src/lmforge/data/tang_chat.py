@@ -190,18 +190,21 @@ def load_phrasings() -> dict[str, dict[str, dict[str, list[str]]]]:
     """The question templates of ``chat_phrasings.json``: intent -> ``"train"`` or ``"eval"`` ->
     ``"zh"`` or ``"en"`` -> templates with ``{fields}``. Their answers are ``ANSWERS``.
 
-    The Chinese training knowledge questions also have the ones ``compose`` makes from
-    ``chat_composed.json``."""
+    The Chinese training knowledge questions and quatrain requests also have the ones
+    ``compose`` and ``compose_requests`` make from ``chat_composed.json``, less those too like a
+    held-out wording (``near_held_out``)."""
     phrasings = json.loads(_builtin(PHRASINGS_FILE).read_text(encoding="utf-8"))
     parts = json.loads(_builtin(COMPOSED_FILE).read_text(encoding="utf-8"))
     held_out = [t for intent in phrasings.values() for t in intent["eval"]["zh"]]
-    for intent, asks in parts["asks"].items():
+    made = {intent: compose(parts["frames"], asks) for intent, asks in parts["asks"].items()}
+    made["quatrain"] = compose_requests(parts["quatrain"])
+    for intent, wordings in made.items():
         train = phrasings[intent]["train"]["zh"]
-        train += [t for t in compose(parts["frames"], asks, held_out) if t not in train]
+        train += [t for t in wordings if t not in train and not near_held_out(t, held_out)]
     return phrasings
 
 
-def compose(frames: dict[str, list[str]], asks: dict[str, list[str]], held_out: list[str]):
+def compose(frames: dict[str, list[str]], asks: dict[str, list[str]]) -> list[str]:
     """Knowledge questions made as a frame that quotes the line times a phrase that asks.
 
     ``frames``: ``"line"`` (the line itself), ``"poem"`` (the poem it begins) and ``"lead"``
@@ -211,8 +214,7 @@ def compose(frames: dict[str, list[str]], asks: dict[str, list[str]], held_out: 
     ``"first"`` (a question put before the line or poem).
     With some 20 hand-written wordings an intent, a model matched whole wordings: one unseen
     word (詩人, 首句) sent a held-out question to another intent. Composed, the frame words are
-    said with every intent, so the asking words carry it. A question too like a held-out one
-    (``difflib`` ratio ``COMPOSED_CLOSEST`` or more, quotes left out) is left out."""
+    said with every intent, so the asking words carry it."""
     made = [f + a for f in frames["line"] for a in asks["any"] + asks["line"]]
     made += [f + a for f in frames["poem"] for a in asks["any"]]
     made += [f + "，" + a for f in frames["line"] + frames["poem"] for a in asks["alone"]]
@@ -223,13 +225,26 @@ def compose(frames: dict[str, list[str]], asks: dict[str, list[str]], held_out: 
         for f in frames["object"]
         for n in asks["noun"]
     ]
-    made += [a + f for a in asks["first"] for f in frames["line"] + frames["poem"]]
+    return made + [a + f for a in asks["first"] for f in frames["line"] + frames["poem"]]
 
-    def close(a: str, b: str) -> bool:
-        ratio = difflib.SequenceMatcher(None, a.replace("{line}", ""), b.replace("{line}", ""))
-        return ratio.ratio() >= COMPOSED_CLOSEST
 
-    return [t for t in made if not any(close(t, h) for h in held_out)]
+def compose_requests(parts: dict[str, list[str]]) -> list[str]:
+    """Quatrain requests made as the title then the request ("以《T》為題，" + "寫一首{form}。"), or
+    the request then the title ("寫一首{form}" + "，" + "題為《T》。"). With 16 hand-written
+    wordings, composed knowledge questions pulled held-out requests that shared a word with
+    them (詩題, 作) to the other form's width or to a knowledge answer."""
+    made = [lead + request for lead in parts["lead"] for request in parts["request"]]
+    return made + [ask + "，" + tail for ask in parts["ask"] for tail in parts["tail"]]
+
+
+def near_held_out(wording: str, held_out: list[str]) -> bool:
+    """Whether ``wording`` is too like a held-out one: a ``difflib`` ratio of
+    ``COMPOSED_CLOSEST`` or more, with the ``{fields}`` left out."""
+    bare = re.sub(r"\{\w+\}", "", wording)
+    return any(
+        difflib.SequenceMatcher(None, bare, re.sub(r"\{\w+\}", "", h)).ratio() >= COMPOSED_CLOSEST
+        for h in held_out
+    )
 
 
 def fixed_texts(split: str = "train") -> list[str]:
