@@ -41,11 +41,14 @@ few in English (a dialogue is in English with probability ``ENGLISH_SHARE``); an
 fixed Chinese sentence per intent (``ANSWERS``). A share of the training questions
 (``ASIDE_SHARE``) come with an aside before or after them that does not change what they ask
 ("請問，", "謝謝。", ``ASIDES``), so that the words that ask, not the whole template, carry the
-question. For the same reason most Chinese training knowledge questions are composed
-(``compose``, ``chat_composed.json``): a frame that quotes the line ("以「X」開頭的詩") times a
-phrase that asks ("的作者是誰？"), some 150 wordings an intent. The phrasings are split in two:
-``build_dialogues("train")`` uses only the training ones, ``build_dialogues("eval")`` only the
-held-out ones.
+question. For the same reason most Chinese training knowledge questions and quatrain requests
+are composed from the parts in ``chat_composed.json``: a frame that quotes the line
+("以「X」開頭的詩") times a phrase that asks ("的作者是誰？"), also as a request ("告訴我") or with
+the question first, 249 to 279 more wordings an intent (``compose``); a title clause before or
+after a request ("以《T》為題，" + "寫一首{form}。"), 80 more quatrain wordings
+(``compose_requests``). None is within a ``difflib`` ratio of ``COMPOSED_CLOSEST`` of a held-out
+wording (``near_held_out``). The phrasings are split in two: ``build_dialogues("train")`` uses
+only the training ones, ``build_dialogues("eval")`` only the held-out ones.
 
 * ``"train"``: train-split poems; every fact opens ``FACT_ROUNDS`` dialogues (a single question,
   a chain of up to three follow-ups, a pair of facts, or a fact beside a refusal), then
@@ -93,7 +96,7 @@ KINDS = ("knowledge", "reading", "follow-up", "couplet", "quatrain", "refusal")
 DIALOGUE_SPLITS = ("train", "eval")
 FACTS_FILE = "chat_facts.jsonl"
 PHRASINGS_FILE = "chat_phrasings.json"  # intent -> split -> language -> question templates
-COMPOSED_FILE = "chat_composed.json"  # frames and asking phrases of knowledge questions
+COMPOSED_FILE = "chat_composed.json"  # the parts of knowledge questions and quatrain requests
 COMPOSED_CLOSEST = 0.75
 TOPICS = "月春秋山江夜花"  # title characters the "who else wrote about ..." follow-up asks about
 ENGLISH_SHARE = 0.1
