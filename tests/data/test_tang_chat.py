@@ -16,9 +16,12 @@ from lmforge.data.tang_chat import (
     BUILTIN_DIALOGUES,
     KINDS,
     build_dialogues,
+    compose,
+    compose_requests,
     load_facts,
     load_phrasings,
     load_poems,
+    near_held_out,
     poem_lines,
 )
 from lmforge.errors import ConfigError
@@ -154,6 +157,78 @@ def test_held_out_phrasings_never_appear_in_training(train, held_out):
     unseen, seen = template_pattern(phrasings("eval")), template_pattern(phrasings("train"))
     assert not [text for text in user_turns(train) if unseen.search(text)]
     assert not [text for text in user_turns(held_out) if seen.search(text)]
+
+
+def test_compose_says_every_frame_with_every_fitting_ask():
+    frames = {
+        "line": ["「{line}」"],
+        "poem": ["以「{line}」開頭的詩"],
+        "lead": ["有首詩，"],
+        "verb": ["告訴我"],
+        "object": ["「{line}」這首詩"],
+    }
+    asks = {
+        "any": ["是誰寫的？"],
+        "line": ["出自何人？"],
+        "alone": ["作者是誰？"],
+        "noun": ["作者"],
+        "first": ["誰是作者？"],
+    }
+    assert sorted(compose(frames, asks)) == sorted(
+        [
+            "「{line}」是誰寫的？",
+            "「{line}」出自何人？",
+            "以「{line}」開頭的詩是誰寫的？",
+            "「{line}」，作者是誰？",
+            "以「{line}」開頭的詩，作者是誰？",
+            "有首詩，作者是誰？",
+            "告訴我「{line}」這首詩的作者。",
+            "誰是作者？「{line}」",
+            "誰是作者？以「{line}」開頭的詩",
+        ]
+    )
+
+
+def test_compose_requests_says_the_title_before_and_after_the_request():
+    parts = {
+        "lead": ["以《{title}》為題，"],
+        "request": ["寫一首{form}。", "來一首{form}。"],
+        "ask": ["作一首{form}"],
+        "tail": ["題為《{title}》。"],
+    }
+    assert sorted(compose_requests(parts)) == sorted(
+        [
+            "以《{title}》為題，寫一首{form}。",
+            "以《{title}》為題，來一首{form}。",
+            "作一首{form}，題為《{title}》。",
+        ]
+    )
+
+
+def test_near_held_out_compares_wordings_without_their_fields():
+    held_out = ["「{line}」是誰寫的呀？", "試以《{title}》作{form}一首。"]
+    assert near_held_out("「{line}」是誰寫的？", held_out)
+    assert near_held_out("試以《{title}》作{form}。", held_out)
+    assert not near_held_out("以「{line}」開頭的詩，作者是誰？", held_out)
+    assert not near_held_out("題為《{title}》，寫一首{form}。", held_out)
+
+
+def test_training_questions_are_mostly_composed_and_none_near_held_out(train):
+    parts = json.loads(FACTS.parent.joinpath("chat_composed.json").read_text(encoding="utf-8"))
+    written = json.loads(FACTS.parent.joinpath("chat_phrasings.json").read_text(encoding="utf-8"))
+    held_out = phrasings("eval")
+    made = {intent: compose(parts["frames"], asks) for intent, asks in parts["asks"].items()}
+    made["quatrain"] = compose_requests(parts["quatrain"])
+    for intent, wordings in made.items():
+        kept = [t for t in wordings if not near_held_out(t, held_out)]
+        training = load_phrasings()[intent]["train"]["zh"]
+        assert len(kept) >= 60 and set(kept) <= set(training)
+        added = set(training) - set(written[intent]["train"]["zh"])
+        assert added and not any(near_held_out(t, held_out) for t in added)
+    assert any(len(kept) < len(made[intent]) for intent in ("author", "title", "both"))
+    for intent, least in (("author", 1000), ("quatrain", 1500)):
+        composed = template_pattern(made[intent])
+        assert sum(1 for text in user_turns(train) if composed.fullmatch(bare(text))) > least
 
 
 def test_eval_has_chains_at_least_four_turns_deep(held_out):

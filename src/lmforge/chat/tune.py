@@ -73,7 +73,7 @@ CHAT_TRAIN = {
 # The default chat model (``default_chat_model``): a small GPT with rotary positions on tang's
 # characters, pretrained on the poems (500 x 16 x 256 tokens: about one epoch; rotary positions
 # reach validation perplexity 197 to 214 there where learned ones reach 333), then tuned on
-# tang-chat (about 1,270,000 tokens an epoch; 2,050 x 16 rows of 257: about 6.6 epochs, each of
+# tang-chat (about 1,285,000 tokens an epoch; 2,050 x 16 rows of 257: about 6.6 epochs, each of
 # the 500 facts in some 90 dialogues), with a copy head given at tuning (``copy_dim``: without
 # it the tuned model wrote back 0 of 197 held-out line questions, with it about half, and more
 # with more reading dialogues; RESULTS.md, 2026-12-06) that copies no quotation marks

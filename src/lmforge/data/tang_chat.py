@@ -41,9 +41,14 @@ few in English (a dialogue is in English with probability ``ENGLISH_SHARE``); an
 fixed Chinese sentence per intent (``ANSWERS``). A share of the training questions
 (``ASIDE_SHARE``) come with an aside before or after them that does not change what they ask
 ("請問，", "謝謝。", ``ASIDES``), so that the words that ask, not the whole template, carry the
-question. The phrasings are split in two:
-``build_dialogues("train")`` uses only the training ones, ``build_dialogues("eval")`` only the
-held-out ones.
+question. For the same reason most Chinese training knowledge questions and quatrain requests
+are composed from the parts in ``chat_composed.json``: a frame that quotes the line
+("以「X」開頭的詩") times a phrase that asks ("的作者是誰？"), also as a request ("告訴我") or with
+the question first, 249 to 279 more wordings an intent (``compose``); a title clause before or
+after a request ("以《T》為題，" + "寫一首{form}。"), 80 more quatrain wordings
+(``compose_requests``). None is within a ``difflib`` ratio of ``COMPOSED_CLOSEST`` of a held-out
+wording (``near_held_out``). The phrasings are split in two: ``build_dialogues("train")`` uses
+only the training ones, ``build_dialogues("eval")`` only the held-out ones.
 
 * ``"train"``: train-split poems; every fact opens ``FACT_ROUNDS`` dialogues (a single question,
   a chain of up to three follow-ups, a pair of facts, or a fact beside a refusal), then
@@ -61,6 +66,7 @@ held-out ones.
 
 from __future__ import annotations
 
+import difflib
 import json
 import lzma
 import random
@@ -90,6 +96,8 @@ KINDS = ("knowledge", "reading", "follow-up", "couplet", "quatrain", "refusal")
 DIALOGUE_SPLITS = ("train", "eval")
 FACTS_FILE = "chat_facts.jsonl"
 PHRASINGS_FILE = "chat_phrasings.json"  # intent -> split -> language -> question templates
+COMPOSED_FILE = "chat_composed.json"  # the parts of knowledge questions and quatrain requests
+COMPOSED_CLOSEST = 0.75
 TOPICS = "月春秋山江夜花"  # title characters the "who else wrote about ..." follow-up asks about
 ENGLISH_SHARE = 0.1
 # English quatrain requests in training, with 16 wordings: the form word is spelt letter by
@@ -183,8 +191,63 @@ def load_facts() -> list[Fact]:
 
 def load_phrasings() -> dict[str, dict[str, dict[str, list[str]]]]:
     """The question templates of ``chat_phrasings.json``: intent -> ``"train"`` or ``"eval"`` ->
-    ``"zh"`` or ``"en"`` -> templates with ``{fields}``. Their answers are ``ANSWERS``."""
-    return json.loads(_builtin(PHRASINGS_FILE).read_text(encoding="utf-8"))
+    ``"zh"`` or ``"en"`` -> templates with ``{fields}``. Their answers are ``ANSWERS``.
+
+    The Chinese training knowledge questions and quatrain requests also have the ones
+    ``compose`` and ``compose_requests`` make from ``chat_composed.json``, less those too like a
+    held-out wording (``near_held_out``)."""
+    phrasings = json.loads(_builtin(PHRASINGS_FILE).read_text(encoding="utf-8"))
+    parts = json.loads(_builtin(COMPOSED_FILE).read_text(encoding="utf-8"))
+    held_out = [t for intent in phrasings.values() for t in intent["eval"]["zh"]]
+    made = {intent: compose(parts["frames"], asks) for intent, asks in parts["asks"].items()}
+    made["quatrain"] = compose_requests(parts["quatrain"])
+    for intent, wordings in made.items():
+        train = phrasings[intent]["train"]["zh"]
+        train += [t for t in wordings if t not in train and not near_held_out(t, held_out)]
+    return phrasings
+
+
+def compose(frames: dict[str, list[str]], asks: dict[str, list[str]]) -> list[str]:
+    """Knowledge questions made as a frame that quotes the line times a phrase that asks.
+
+    ``frames``: ``"line"`` (the line itself), ``"poem"`` (the poem it begins) and ``"lead"``
+    (a clause the question follows), ``"verb"`` and ``"object"`` (a request: "告訴我" and what
+    it names); ``asks``: ``"any"`` (said after a line or a poem), ``"line"`` (after a line only),
+    ``"alone"`` (a question of its own, after a comma), ``"noun"`` (what a request asks for) and
+    ``"first"`` (a question put before the line or poem).
+    With some 20 hand-written wordings an intent, a model matched whole wordings: one unseen
+    word (詩人, 首句) sent a held-out question to another intent. Composed, the frame words are
+    said with every intent, so the asking words carry it."""
+    made = [f + a for f in frames["line"] for a in asks["any"] + asks["line"]]
+    made += [f + a for f in frames["poem"] for a in asks["any"]]
+    made += [f + "，" + a for f in frames["line"] + frames["poem"] for a in asks["alone"]]
+    made += [f + a for f in frames["lead"] for a in asks["alone"]]
+    made += [
+        v + f + "的" + n + "。"
+        for v in frames["verb"]
+        for f in frames["object"]
+        for n in asks["noun"]
+    ]
+    return made + [a + f for a in asks["first"] for f in frames["line"] + frames["poem"]]
+
+
+def compose_requests(parts: dict[str, list[str]]) -> list[str]:
+    """Quatrain requests made as the title then the request ("以《T》為題，" + "寫一首{form}。"), or
+    the request then the title ("寫一首{form}" + "，" + "題為《T》。"). With 16 hand-written
+    wordings, composed knowledge questions pulled held-out requests that shared a word with
+    them (詩題, 作) to the other form's width or to a knowledge answer."""
+    made = [lead + request for lead in parts["lead"] for request in parts["request"]]
+    return made + [ask + "，" + tail for ask in parts["ask"] for tail in parts["tail"]]
+
+
+def near_held_out(wording: str, held_out: list[str]) -> bool:
+    """Whether ``wording`` is too like a held-out one: a ``difflib`` ratio of
+    ``COMPOSED_CLOSEST`` or more, with the ``{fields}`` left out."""
+    bare = re.sub(r"\{\w+\}", "", wording)
+    return any(
+        difflib.SequenceMatcher(None, bare, re.sub(r"\{\w+\}", "", h)).ratio() >= COMPOSED_CLOSEST
+        for h in held_out
+    )
 
 
 def fixed_texts(split: str = "train") -> list[str]:
