@@ -18,6 +18,7 @@ from lmforge.data.tang_chat import (
     build_dialogues,
     compose,
     compose_requests,
+    composed_wordings,
     load_facts,
     load_phrasings,
     load_poems,
@@ -217,12 +218,12 @@ def test_training_questions_are_mostly_composed_and_none_near_held_out(train):
     parts = json.loads(FACTS.parent.joinpath("chat_composed.json").read_text(encoding="utf-8"))
     written = json.loads(FACTS.parent.joinpath("chat_phrasings.json").read_text(encoding="utf-8"))
     held_out = phrasings("eval")
-    made = {intent: compose(parts["frames"], asks) for intent, asks in parts["asks"].items()}
-    made["quatrain"] = compose_requests(parts["quatrain"])
+    made = composed_wordings(parts)
+    loaded = load_phrasings()
     dropped = {}
     for intent, wordings in made.items():
         kept = [t for t in wordings if not near_held_out(t, held_out)]
-        training = load_phrasings()[intent]["train"]["zh"]
+        training = loaded[intent]["train"]["zh"]
         assert len(kept) >= 60 and set(kept) <= set(training)
         added = set(training) - set(written[intent]["train"]["zh"])
         assert added and not any(near_held_out(t, held_out) for t in added)

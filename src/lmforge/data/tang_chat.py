@@ -199,12 +199,17 @@ def load_phrasings() -> dict[str, dict[str, dict[str, list[str]]]]:
     phrasings = json.loads(_builtin(PHRASINGS_FILE).read_text(encoding="utf-8"))
     parts = json.loads(_builtin(COMPOSED_FILE).read_text(encoding="utf-8"))
     held_out = [t for intent in phrasings.values() for t in intent["eval"]["zh"]]
-    made = {intent: compose(parts["frames"], asks) for intent, asks in parts["asks"].items()}
-    made["quatrain"] = compose_requests(parts["quatrain"])
-    for intent, wordings in made.items():
+    for intent, wordings in composed_wordings(parts).items():
         train = phrasings[intent]["train"]["zh"]
         train += [t for t in wordings if t not in train and not near_held_out(t, held_out)]
     return phrasings
+
+
+def composed_wordings(parts: dict) -> dict[str, list[str]]:
+    """Intent -> the wordings made from ``parts`` (``chat_composed.json``) before the held-out
+    filter: the knowledge intents' by ``compose``, ``"quatrain"``'s by ``compose_requests``."""
+    made = {intent: compose(parts["frames"], asks) for intent, asks in parts["asks"].items()}
+    return made | {"quatrain": compose_requests(parts["quatrain"])}
 
 
 def compose(frames: dict[str, list[str]], asks: dict[str, list[str]]) -> list[str]:
